@@ -1,0 +1,98 @@
+//! The longhaul submit API: a slim axum front over the Redis state machine.
+//!
+//! - `routes`: the handlers (`/v1/jobs`, health).
+//! - `auth`: Bearer API keys, resolved to a tenant.
+//! - `problem`: every error as RFC 9457 problem+json with a stable code, mapped in one place.
+//! - `body`: strict JSON bodies with precise errors.
+//! - `request_id`: `X-Request-Id` on every response and in every problem body.
+//! - `views`: the JSON shapes clients see.
+
+mod auth;
+mod body;
+mod problem;
+mod request_id;
+mod routes;
+mod state;
+mod views;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use longhaul_jobs::Config;
+use longhaul_jobs::archive::Archive;
+use longhaul_jobs::store::RedisStore;
+use tower_http::trace::TraceLayer;
+
+pub use state::AppState;
+
+/// Builds the router with every layer.
+pub fn router(state: AppState) -> Router {
+    let max_body = state.max_body_bytes;
+    Router::new()
+        .merge(routes::jobs::routes())
+        .merge(routes::health::routes())
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn(problem::attach_request_id))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                let id = req
+                    .headers()
+                    .get(request_id::HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(request_id::layers())
+        .with_state(state)
+}
+
+/// Why the API could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Redis could not be reached.
+    #[error("redis: {0}")]
+    Store(#[from] longhaul_jobs::store::StoreError),
+    /// The Postgres pool could not be built.
+    #[error("postgres: {0}")]
+    Archive(#[from] longhaul_jobs::archive::ArchiveError),
+    /// The address could not be bound.
+    #[error("bind: {0}")]
+    Bind(#[from] std::io::Error),
+}
+
+/// Connects to Redis (waiting for it if it is down at start) and Postgres (lazily).
+pub async fn build_state(config: &Config) -> Result<AppState, StartError> {
+    let mut delay = Duration::from_millis(200);
+    let store = loop {
+        match RedisStore::connect(&config.redis_url, &config.redis_prefix).await {
+            Ok(store) => break store,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reach Redis yet; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    };
+    let archive = Archive::connect_lazy(&config.database_url)?;
+    Ok(AppState::new(store, archive, config))
+}
+
+/// Serves the API on `addr` until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    config: &Config,
+    addr: SocketAddr,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let state = build_state(config).await?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "api listening");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,35 @@
+//! The body of `POST /v1/jobs` as it arrives, before validation.
+//!
+//! Unknown fields are rejected so a typo (`"max_attempt"`) is an error, not a silent default.
+
+use serde::Deserialize;
+
+/// A job submission, loosely typed so that every mistake can be reported by field.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    /// `generation` or `interpretation`.
+    pub kind: Option<String>,
+    /// The kind's input object.
+    pub input: Option<serde_json::Value>,
+    /// The model to ask; the configured default when absent.
+    pub model: Option<String>,
+    /// Where to POST the job when it ends.
+    pub webhook: Option<WebhookRequest>,
+    /// Attempts allowed, including the first.
+    pub max_attempts: Option<u32>,
+    /// Per-attempt timeout.
+    pub timeout_secs: Option<u32>,
+    /// Whether a cached answer may be used (and this answer cached).
+    pub cache: Option<bool>,
+    /// Client data echoed back on the job.
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// The `webhook` member of a submission.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookRequest {
+    /// The receiver's URL.
+    pub url: String,
+}

@@ -1,0 +1,204 @@
+//! [`ProviderClient`]: one pooled reqwest client per process, shared by every job.
+//!
+//! The attempt timeout wraps the whole call (headers and body); when it fires, the request
+//! future is dropped, which closes the HTTP/1.1 connection or resets the HTTP/2 stream, so
+//! the provider stops working (and billing) for it.
+
+use std::time::Duration;
+
+use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
+use url::Url;
+
+use super::error::{ProviderError, parse_retry_after};
+use super::messages::messages;
+use super::wire::{ChatRequest, ChatResponse};
+use crate::config::AiConfig;
+use crate::ids::JobId;
+use crate::job::{Input, JobResult, JobSpec, Usage};
+
+/// A successful call.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    /// The answer.
+    pub result: JobResult,
+    /// Tokens billed.
+    pub usage: Usage,
+}
+
+/// Calls the provider.
+#[derive(Clone)]
+pub struct ProviderClient {
+    http: reqwest::Client,
+    endpoint: Url,
+    auth: Option<HeaderValue>,
+    default_model: String,
+}
+
+impl std::fmt::Debug for ProviderClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key stays out of logs.
+        f.debug_struct("ProviderClient")
+            .field("endpoint", &self.endpoint.as_str())
+            .field("default_model", &self.default_model)
+            .finish()
+    }
+}
+
+/// Errors building the client.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The HTTP client could not be built.
+    #[error("http client: {0}")]
+    Http(#[from] reqwest::Error),
+    /// The key has characters a header cannot carry.
+    #[error("LONGHAUL_AI_API_KEY is not a valid header value")]
+    BadKey,
+}
+
+impl ProviderClient {
+    /// Builds the client for `config`.
+    pub fn new(config: &AiConfig) -> Result<Self, BuildError> {
+        let base = config.base_url_or_default();
+        let mut builder = reqwest::Client::builder()
+            .pool_max_idle_per_host(usize::MAX)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(10))
+            // Redirects of an API call are a misconfiguration, not something to follow.
+            .redirect(reqwest::redirect::Policy::none());
+        if config.http2_prior_knowledge && base.scheme() == "http" {
+            builder = builder.http2_prior_knowledge();
+        }
+        let auth = match &config.api_key {
+            Some(key) => {
+                let mut value = HeaderValue::from_str(&format!("Bearer {key}"))
+                    .map_err(|_| BuildError::BadKey)?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
+        let mut endpoint = base;
+        if !endpoint.path().ends_with('/') {
+            let path = format!("{}/", endpoint.path());
+            endpoint.set_path(&path);
+        }
+        let endpoint = endpoint
+            .join("chat/completions")
+            .map_err(|_| BuildError::BadKey)?;
+        Ok(Self {
+            http: builder.build()?,
+            endpoint,
+            auth,
+            default_model: config.model.clone(),
+        })
+    }
+
+    /// The model a job asks for, or the default.
+    pub fn model_for<'a>(&'a self, spec: &'a JobSpec) -> &'a str {
+        spec.model.as_deref().unwrap_or(&self.default_model)
+    }
+
+    /// Runs one attempt of a job, giving up after `timeout`.
+    pub async fn complete(
+        &self,
+        job: JobId,
+        attempt: u32,
+        spec: &JobSpec,
+        timeout: Duration,
+    ) -> Result<Completion, ProviderError> {
+        match tokio::time::timeout(timeout, self.call(job, attempt, spec)).await {
+            Ok(result) => result,
+            Err(_) => Err(ProviderError::Timeout(timeout)),
+        }
+    }
+
+    async fn call(
+        &self,
+        job: JobId,
+        attempt: u32,
+        spec: &JobSpec,
+    ) -> Result<Completion, ProviderError> {
+        let model = self.model_for(spec);
+        let (max_tokens, temperature) = match &spec.input {
+            Input::Generation(g) => (g.max_tokens, g.temperature),
+            Input::Interpretation(_) => (None, None),
+        };
+        let body = ChatRequest {
+            model,
+            messages: messages(&spec.input),
+            max_tokens,
+            temperature,
+        };
+        let mut request = self
+            .http
+            .post(self.endpoint.clone())
+            .header("x-longhaul-job-id", job.to_string())
+            .header("x-longhaul-attempt", attempt)
+            .json(&body);
+        if let Some(auth) = &self.auth {
+            request = request.header(AUTHORIZATION, auth.clone());
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ProviderError::Unreachable(describe(&e)))?;
+        let status = response.status();
+        if !status.is_success() {
+            let retry_after = parse_retry_after(
+                response
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok()),
+            );
+            let text = response.text().await.unwrap_or_default();
+            return Err(ProviderError::from_status(
+                status.as_u16(),
+                retry_after,
+                &text,
+            ));
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ProviderError::Unreachable(describe(&e)))?;
+        let parsed: ChatResponse = serde_json::from_slice(&bytes)
+            .map_err(|e| ProviderError::BadResponse(e.to_string()))?;
+        let choice = parsed
+            .choices
+            .into_iter()
+            .next()
+            .ok_or_else(|| ProviderError::BadResponse("no choices".into()))?;
+        let text = choice
+            .message
+            .content
+            .ok_or_else(|| ProviderError::BadResponse("no message content".into()))?;
+        let usage = parsed.usage.map_or_else(Usage::default, |u| Usage {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            total_tokens: u
+                .total_tokens
+                .unwrap_or(u.prompt_tokens + u.completion_tokens),
+        });
+        Ok(Completion {
+            result: JobResult {
+                text,
+                model: parsed.model.unwrap_or_else(|| model.to_owned()),
+                finish_reason: choice.finish_reason.unwrap_or_else(|| "stop".into()),
+            },
+            usage,
+        })
+    }
+}
+
+/// An error's chain as one line (the key travels in a header, never in the URL).
+fn describe(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,550 @@
+//! The job state machine in Redis: every transition is one Lua script (see `lua/`), so it is
+//! atomic, and every write of an attempt is fenced by that attempt's token.
+//!
+//! ```text
+//! enqueue ─▶ ready ─claim─▶ in-flight (lease) ─complete─▶ succeeded ─▶ archive stream
+//!              ▲                 │  │  └──fail──▶ delayed ─maintain─┘ (retry) or failed
+//!              └──────release────┘  └──lease expired: maintain rescues (attempt counted)
+//! ```
+//! Keys live under the hash tag `{prefix}` (one Redis Cluster slot): see [`keys::Keys`].
+
+mod codec;
+mod error;
+mod keys;
+mod scripts;
+mod wake;
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Client};
+
+pub use codec::record_from_fields;
+pub use error::StoreError;
+pub use keys::Keys;
+pub use wake::WakeListener;
+
+use crate::ids::{JobId, TenantId};
+use crate::job::{ErrorCode, JobError, JobKind, JobRecord, JobResult, JobSpec, Usage};
+use crate::time::Millis;
+
+/// Archive stream entries kept at most (approximately); the archiver drains it continuously.
+const ARCHIVE_STREAM_MAX_LEN: u64 = 1_000_000;
+
+/// A job accepted by [`RedisStore::enqueue`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enqueued {
+    /// A new job.
+    Created {
+        /// Its id.
+        id: JobId,
+        /// When Redis accepted it.
+        created_at: Millis,
+    },
+    /// The idempotency key already named this job; nothing was enqueued.
+    Existing(JobId),
+}
+
+/// One attempt a worker holds: the job, and the token that fences its writes.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    /// The job.
+    pub id: JobId,
+    /// Its kind (the queue it came from).
+    pub kind: JobKind,
+    /// The attempt token.
+    pub token: i64,
+    /// Which attempt this is (1-based).
+    pub attempt: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// Owner.
+    pub tenant: TenantId,
+    /// What to run; an error when the stored payload no longer parses.
+    pub spec: Result<JobSpec, String>,
+    /// When it was accepted.
+    pub created_at: Millis,
+}
+
+/// What [`RedisStore::fail`] did with a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailOutcome {
+    /// The attempt no longer owned the job: nothing was written.
+    Stale,
+    /// A retry is due at this time.
+    RetryAt(Millis),
+    /// The job failed for good.
+    Failed,
+}
+
+/// Counts of one [`RedisStore::maintain`] pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Maintained {
+    /// Retries moved to ready.
+    pub promoted: u64,
+    /// Expired leases put back in ready.
+    pub rescued: u64,
+    /// Expired leases that had used their last attempt.
+    pub failed: u64,
+}
+
+/// One finished job read from the archive stream.
+#[derive(Debug, Clone)]
+pub struct ArchiveEntry {
+    /// The stream entry id (to acknowledge).
+    pub entry_id: String,
+    /// The job as it was when it finished; `None` if the entry could not be decoded.
+    pub record: Option<JobRecord>,
+}
+
+/// The Redis side of longhaul.
+#[derive(Clone)]
+pub struct RedisStore {
+    client: Client,
+    conn: ConnectionManager,
+    keys: Keys,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("keys", &self.keys)
+            .finish()
+    }
+}
+
+/// How long one Redis command may take before it counts as failed. Generous on purpose:
+/// redis-rs' default (500 ms) turns a busy moment into an error.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl RedisStore {
+    /// Connects, retrying in the background if Redis is down later on.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
+        let client = Client::open(url)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_max_delay(Duration::from_secs(2));
+        let conn = client.get_connection_manager_with_config(config).await?;
+        Ok(Self {
+            client,
+            conn,
+            keys: Keys::new(prefix),
+        })
+    }
+
+    /// The key layout.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// A listener that blocks until work of `kind` may be ready (its own connection).
+    pub fn wake_listener(&self, kind: JobKind) -> WakeListener {
+        WakeListener::new(self.client.clone(), self.keys.signal(kind))
+    }
+
+    /// A plain connection for commands this module has no method for (health checks, tests).
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// The client, for dedicated connections (pub/sub).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// `PING`.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        Ok(())
+    }
+
+    /// Accepts a job: one script call. With an idempotency key, a second submit returns the
+    /// first job instead.
+    pub async fn enqueue(
+        &self,
+        id: JobId,
+        tenant: &TenantId,
+        spec: &JobSpec,
+        idempotency: Option<(&str, Duration)>,
+    ) -> Result<Enqueued, StoreError> {
+        let spec_json = serde_json::to_string(spec).map_err(StoreError::encode)?;
+        let (idem_key, idem_ttl) = match idempotency {
+            Some((key, ttl)) => (self.keys.idempotency(tenant, key), ttl.as_secs().max(1)),
+            None => (self.keys.idempotency(tenant, ""), 0),
+        };
+        let mut conn = self.conn.clone();
+        let (created, existing_or_new, created_at): (i64, String, i64) = scripts::get()
+            .enqueue
+            .key(self.keys.job(id))
+            .key(self.keys.ready(spec.kind))
+            .key(self.keys.signal(spec.kind))
+            .key(self.keys.tenant_index(tenant))
+            .key(idem_key)
+            .arg(id.to_string())
+            .arg(tenant.as_str())
+            .arg(spec.kind.as_str())
+            .arg(spec_json)
+            .arg(spec.max_attempts)
+            .arg(idem_ttl)
+            .invoke_async(&mut conn)
+            .await?;
+        let id: JobId = existing_or_new
+            .parse()
+            .map_err(|_| StoreError::corrupt("idempotency key names no job id"))?;
+        Ok(if created == 1 {
+            Enqueued::Created { id, created_at }
+        } else {
+            Enqueued::Existing(id)
+        })
+    }
+
+    /// Claims the oldest ready job of `kind` for one attempt, or `None` when none is ready.
+    pub async fn claim(
+        &self,
+        kind: JobKind,
+        lease: Duration,
+        worker_id: &str,
+    ) -> Result<Option<ClaimedJob>, StoreError> {
+        let mut conn = self.conn.clone();
+        let reply: Option<(String, i64, u32, String, String, i64, u32)> = scripts::get()
+            .claim
+            .key(self.keys.ready(kind))
+            .key(self.keys.inflight(kind))
+            .arg(self.keys.job_prefix())
+            .arg(lease.as_millis() as u64)
+            .arg(worker_id)
+            .invoke_async(&mut conn)
+            .await?;
+        let Some((id, token, attempt, tenant, spec, created_at, max_attempts)) = reply else {
+            return Ok(None);
+        };
+        Ok(Some(ClaimedJob {
+            id: id.parse().map_err(|_| StoreError::corrupt("claimed id"))?,
+            kind,
+            token,
+            attempt,
+            max_attempts,
+            tenant: TenantId::parse(&tenant).map_err(|_| StoreError::corrupt("claimed tenant"))?,
+            spec: serde_json::from_str(&spec).map_err(|e| e.to_string()),
+            created_at,
+        }))
+    }
+
+    /// Renews the leases of attempts this process runs; returns the jobs it no longer owns.
+    pub async fn heartbeat(
+        &self,
+        kind: JobKind,
+        lease: Duration,
+        attempts: &[(JobId, i64)],
+    ) -> Result<Vec<JobId>, StoreError> {
+        if attempts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let script = &scripts::get().heartbeat;
+        let mut invocation = script.key(self.keys.inflight(kind));
+        invocation
+            .arg(self.keys.job_prefix())
+            .arg(lease.as_millis() as u64);
+        for (id, token) in attempts {
+            invocation.arg(id.to_string()).arg(*token);
+        }
+        let mut conn = self.conn.clone();
+        let lost: Vec<String> = invocation.invoke_async(&mut conn).await?;
+        Ok(lost.iter().filter_map(|s| s.parse().ok()).collect())
+    }
+
+    /// Records the result of an attempt. `false`: the attempt was stale and wrote nothing.
+    pub async fn complete(
+        &self,
+        job: &ClaimedJob,
+        result: &JobResult,
+        usage: &Usage,
+        cached: bool,
+        result_ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let written: i64 = scripts::get()
+            .complete
+            .key(self.keys.job(job.id))
+            .key(self.keys.inflight(job.kind))
+            .key(self.keys.archive())
+            .arg(job.id.to_string())
+            .arg(job.token)
+            .arg(serde_json::to_string(result).map_err(StoreError::encode)?)
+            .arg(serde_json::to_string(usage).map_err(StoreError::encode)?)
+            .arg(if cached { "1" } else { "0" })
+            .arg(result_ttl.as_secs().max(1))
+            .arg(self.keys.done_channel())
+            .arg(ARCHIVE_STREAM_MAX_LEN)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(written == 1)
+    }
+
+    /// Records a failed attempt: a retry after `retry_delay` when `retryable` and attempts
+    /// remain, else the job fails for good.
+    pub async fn fail(
+        &self,
+        job: &ClaimedJob,
+        error: &JobError,
+        retryable: bool,
+        retry_delay: Duration,
+        result_ttl: Duration,
+    ) -> Result<FailOutcome, StoreError> {
+        let mut conn = self.conn.clone();
+        let reply: Vec<i64> = scripts::get()
+            .fail
+            .key(self.keys.job(job.id))
+            .key(self.keys.inflight(job.kind))
+            .key(self.keys.delayed(job.kind))
+            .key(self.keys.archive())
+            .arg(job.id.to_string())
+            .arg(job.token)
+            .arg(serde_json::to_string(error).map_err(StoreError::encode)?)
+            .arg(if retryable { "1" } else { "0" })
+            .arg(retry_delay.as_millis() as u64)
+            .arg(result_ttl.as_secs().max(1))
+            .arg(self.keys.done_channel())
+            .arg(ARCHIVE_STREAM_MAX_LEN)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(match reply.as_slice() {
+            [1, due] => FailOutcome::RetryAt(*due),
+            [2] => FailOutcome::Failed,
+            _ => FailOutcome::Stale,
+        })
+    }
+
+    /// Gives an unfinished attempt back (drain): queued at the front, attempt not spent.
+    pub async fn release(&self, job: &ClaimedJob) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let released: i64 = scripts::get()
+            .release
+            .key(self.keys.job(job.id))
+            .key(self.keys.inflight(job.kind))
+            .key(self.keys.ready(job.kind))
+            .key(self.keys.signal(job.kind))
+            .arg(job.id.to_string())
+            .arg(job.token)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(released == 1)
+    }
+
+    /// Promotes due retries and rescues expired leases of `kind`, in chunks, until done
+    /// (at most `max_chunks` script calls).
+    pub async fn maintain(
+        &self,
+        kind: JobKind,
+        chunk: u32,
+        max_chunks: u32,
+        result_ttl: Duration,
+    ) -> Result<Maintained, StoreError> {
+        let lost = serde_json::to_string(&JobError {
+            code: ErrorCode::WorkerLost,
+            message: "the process running the attempt stopped renewing its lease".into(),
+        })
+        .map_err(StoreError::encode)?;
+        let mut total = Maintained::default();
+        let mut conn = self.conn.clone();
+        for _ in 0..max_chunks {
+            let (promoted, rescued, failed): (u64, u64, u64) = scripts::get()
+                .maintain
+                .key(self.keys.ready(kind))
+                .key(self.keys.inflight(kind))
+                .key(self.keys.delayed(kind))
+                .key(self.keys.signal(kind))
+                .key(self.keys.archive())
+                .arg(self.keys.job_prefix())
+                .arg(chunk)
+                .arg(result_ttl.as_secs().max(1))
+                .arg(self.keys.done_channel())
+                .arg(ARCHIVE_STREAM_MAX_LEN)
+                .arg(&lost)
+                .invoke_async(&mut conn)
+                .await?;
+            total.promoted += promoted;
+            total.rescued += rescued;
+            total.failed += failed;
+            if promoted < u64::from(chunk) && rescued + failed < u64::from(chunk) {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    /// Reads one job, if Redis still holds it.
+    pub async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
+        let mut conn = self.conn.clone();
+        let fields: Vec<(String, String)> = conn.hgetall(self.keys.job(id)).await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        record_from_fields(fields).map(Some)
+    }
+
+    /// Reads several jobs in one pipeline; `None` for those Redis no longer holds.
+    pub async fn get_many(&self, ids: &[JobId]) -> Result<Vec<Option<JobRecord>>, StoreError> {
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.hgetall(self.keys.job(*id));
+        }
+        let mut conn = self.conn.clone();
+        let rows: Vec<Vec<(String, String)>> = pipe.query_async(&mut conn).await?;
+        rows.into_iter()
+            .map(|fields| {
+                if fields.is_empty() {
+                    Ok(None)
+                } else {
+                    record_from_fields(fields).map(Some)
+                }
+            })
+            .collect()
+    }
+
+    /// A page of a tenant's job ids, newest first, created strictly before `before` (ms).
+    pub async fn tenant_jobs(
+        &self,
+        tenant: &TenantId,
+        before: Option<(Millis, JobId)>,
+        limit: usize,
+    ) -> Result<Vec<(JobId, Millis)>, StoreError> {
+        let max = match before {
+            Some((ms, _)) => format!("{ms}"),
+            None => "+inf".to_owned(),
+        };
+        let mut conn = self.conn.clone();
+        // Ask for a few more than needed: ids sharing the cursor's millisecond are filtered here.
+        let rows: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg(self.keys.tenant_index(tenant))
+            .arg(max)
+            .arg("-inf")
+            .arg("BYSCORE")
+            .arg("REV")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit + 64)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await?;
+        let mut out = Vec::with_capacity(limit);
+        for (id, score) in rows {
+            let Ok(id) = id.parse::<JobId>() else {
+                continue;
+            };
+            let ms = score as Millis;
+            if let Some((cursor_ms, cursor_id)) = before
+                && ms == cursor_ms
+                && id >= cursor_id
+            {
+                continue;
+            }
+            out.push((id, ms));
+            if out.len() == limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads up to `count` finished jobs from the archive stream for `consumer`, blocking up
+    /// to `block` for new ones. Entries stay pending until [`Self::ack_archive`].
+    pub async fn read_archive(
+        &self,
+        conn: &mut ConnectionManager,
+        consumer: &str,
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<ArchiveEntry>, StoreError> {
+        let group = self.keys.archive_group();
+        let created: Result<(), redis::RedisError> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(self.keys.archive())
+            .arg(group)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(conn)
+            .await;
+        if let Err(e) = created
+            && e.code() != Some("BUSYGROUP")
+        {
+            return Err(e.into());
+        }
+        // First any entries this consumer read but never acknowledged, then new ones.
+        let reply: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(group)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count)
+            .arg("BLOCK")
+            .arg(block.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(self.keys.archive())
+            .arg(">")
+            .query_async(conn)
+            .await?;
+        Ok(codec::archive_entries(reply))
+    }
+
+    /// Moves entries that another consumer read but did not acknowledge for `min_idle`
+    /// (it died) to `consumer`, and returns them.
+    pub async fn reclaim_archive(
+        &self,
+        consumer: &str,
+        min_idle: Duration,
+        count: usize,
+    ) -> Result<Vec<ArchiveEntry>, StoreError> {
+        let mut conn = self.conn.clone();
+        let reply: Result<redis::streams::StreamAutoClaimReply, _> = redis::cmd("XAUTOCLAIM")
+            .arg(self.keys.archive())
+            .arg(self.keys.archive_group())
+            .arg(consumer)
+            .arg(min_idle.as_millis() as u64)
+            .arg("0")
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut conn)
+            .await;
+        match reply {
+            Ok(reply) => Ok(codec::claimed_entries(reply)),
+            // The group does not exist yet: nothing to reclaim.
+            Err(e) if e.code() == Some("NOGROUP") => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Acknowledges and deletes archived entries.
+    pub async fn ack_archive(&self, entry_ids: &[String]) -> Result<(), StoreError> {
+        if entry_ids.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        pipe.cmd("XACK")
+            .arg(self.keys.archive())
+            .arg(self.keys.archive_group())
+            .arg(entry_ids)
+            .ignore();
+        pipe.cmd("XDEL")
+            .arg(self.keys.archive())
+            .arg(entry_ids)
+            .ignore();
+        let () = pipe.query_async(&mut conn).await?;
+        Ok(())
+    }
+
+    /// Jobs waiting per state for `kind`: (ready, delayed, in flight).
+    pub async fn depth(&self, kind: JobKind) -> Result<(u64, u64, u64), StoreError> {
+        let mut conn = self.conn.clone();
+        let (ready, delayed, inflight): (u64, u64, u64) = redis::pipe()
+            .llen(self.keys.ready(kind))
+            .zcard(self.keys.delayed(kind))
+            .zcard(self.keys.inflight(kind))
+            .query_async(&mut conn)
+            .await?;
+        Ok((ready, delayed, inflight))
+    }
+}

@@ -1,0 +1,148 @@
+//! Runs one attempt (the "processor"): calls the provider under the attempt's timeout and
+//! records the outcome, every write fenced by the attempt token.
+//!
+//! An attempt ends in one of four ways:
+//! - finished: the result or the failure is written (a stale attempt writes nothing);
+//! - lease lost: the job was rescued or cancelled elsewhere; the provider call is dropped;
+//! - interrupted: the drain's grace is over; the job goes back to the queue, attempt unspent;
+//! - bad payload: the stored job cannot be read; it fails for good instead of killing the worker.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apalis::prelude::{BoxDynError, Data};
+use longhaul_jobs::job::{ErrorCode, JobError};
+use longhaul_jobs::provider::{Completion, ProviderError};
+use longhaul_jobs::store::{ClaimedJob, FailOutcome, StoreError};
+use tracing::Instrument;
+
+use crate::pool::PoolState;
+use crate::retry;
+
+/// How an attempt ended, before its outcome is written.
+enum Ending {
+    Finished(Result<Completion, ProviderError>),
+    LeaseLost,
+    Interrupted,
+}
+
+/// The apalis handler: one attempt of one job.
+pub(crate) async fn run_job(
+    job: ClaimedJob,
+    state: Data<Arc<PoolState>>,
+) -> Result<(), BoxDynError> {
+    let span = tracing::info_span!(
+        "job",
+        job_id = %job.id,
+        tenant = %job.tenant,
+        kind = %job.kind,
+        attempt = job.attempt,
+    );
+    attempt(job, &state).instrument(span).await;
+    Ok(())
+}
+
+async fn attempt(job: ClaimedJob, state: &PoolState) {
+    let spec = match &job.spec {
+        Ok(spec) => spec,
+        Err(reason) => {
+            tracing::error!(%reason, "stored job cannot be read; failing it");
+            let error = JobError {
+                code: ErrorCode::InvalidPayload,
+                message: "the stored job could not be read by this worker version".into(),
+            };
+            write(state, "fail", || {
+                state
+                    .store
+                    .fail(&job, &error, false, Duration::ZERO, state.result_ttl)
+            })
+            .await;
+            return;
+        }
+    };
+    let lease = state.leases.hold(&job);
+    tracing::info!("attempt started");
+    let timeout = Duration::from_secs(u64::from(spec.timeout_secs));
+    let ending = tokio::select! {
+        result = state.provider.complete(job.id, job.attempt, spec, timeout) => Ending::Finished(result),
+        _ = lease.lost() => Ending::LeaseLost,
+        _ = state.shutdown.aborted() => Ending::Interrupted,
+    };
+    match ending {
+        Ending::Finished(Ok(done)) => {
+            let written = write(state, "complete", || {
+                state
+                    .store
+                    .complete(&job, &done.result, &done.usage, false, state.result_ttl)
+            })
+            .await;
+            match written {
+                Some(true) => tracing::info!(tokens = done.usage.total_tokens, "attempt succeeded"),
+                Some(false) => {
+                    tracing::warn!("attempt finished after losing its lease; result discarded")
+                }
+                None => {}
+            }
+        }
+        Ending::Finished(Err(error)) => {
+            let decision = retry::decide(&state.retry, job.attempt, &error);
+            let outcome = write(state, "fail", || {
+                state.store.fail(
+                    &job,
+                    &decision.error,
+                    decision.retryable,
+                    decision.delay,
+                    state.result_ttl,
+                )
+            })
+            .await;
+            match outcome {
+                Some(FailOutcome::RetryAt(due)) => {
+                    tracing::warn!(error = %error, code = decision.error.code.as_str(), retry_at_ms = due, "attempt failed; retry scheduled")
+                }
+                Some(FailOutcome::Failed) => {
+                    tracing::warn!(error = %error, code = decision.error.code.as_str(), "job failed")
+                }
+                Some(FailOutcome::Stale) => {
+                    tracing::warn!("attempt failed after losing its lease; nothing written")
+                }
+                None => {}
+            }
+        }
+        Ending::LeaseLost => {
+            tracing::warn!("lease lost (rescued or cancelled elsewhere); attempt stopped")
+        }
+        Ending::Interrupted => {
+            if let Some(true) = write(state, "release", || state.store.release(&job)).await {
+                tracing::info!("shutdown grace over; job put back in the queue");
+            }
+        }
+    }
+    drop(lease);
+}
+
+/// Writes an outcome, retrying through short Redis outages: a result is worth waiting for.
+/// Gives up when the process must stop now; the lease then expires and the job is rescued.
+async fn write<T, F, Fut>(state: &PoolState, what: &str, op: F) -> Option<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match op().await {
+            Ok(v) => return Some(v),
+            Err(e) => {
+                tracing::warn!(error = %e, op = what, "writing the outcome failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = state.shutdown.aborted() => {
+                        tracing::error!(op = what, "gave up writing the outcome at shutdown; the lease will expire and the job be rescued");
+                        return None;
+                    }
+                }
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! The longhaul worker, named for its roles (after Sidekiq's launcher/manager/processor):
+//!
+//! - [`supervisor`]: the prefork parent: runs N child processes, restarts one that dies,
+//!   forwards SIGTERM and waits for the drain.
+//! - [`pool`]: one child process: an apalis worker per job kind, plus its lease heartbeats,
+//!   maintenance and archiver tasks.
+//! - `backend`: how apalis gets work: our claim script, and a blocking wake-up when idle.
+//! - `execute`: runs one attempt and records its outcome, fenced by the attempt token.
+//! - `lease`: the attempts this process holds, and the heartbeat that keeps them.
+//! - `retry`: what a failed attempt means (retry when, or fail).
+//! - `drain`: the shutdown signal: stop claiming, then (after the grace) give work back.
+//! - `archiver`: moves finished jobs from the Redis stream into Postgres.
+
+mod archiver;
+mod backend;
+mod drain;
+mod execute;
+mod lease;
+mod maintenance;
+pub mod pool;
+mod retry;
+pub mod supervisor;
+
+pub use drain::{Shutdown, ShutdownTrigger};
+pub use pool::run_child;
+pub use supervisor::run_supervisor;
