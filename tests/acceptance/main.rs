@@ -1,1 +1,13 @@
-//! acceptance
+//! Black-box acceptance tests: they start the real `longhaul` processes (api, worker,
+//! scheduler, stub provider) against the real Redis and Postgres, each test with its own
+//! Redis key prefix and its own Postgres database, and assert on what a client sees.
+
+mod harness;
+
+mod api_contract;
+mod backlog;
+mod config_errors;
+mod jobs_flow;
+mod provider_faults;
+mod readiness;
+mod retention;

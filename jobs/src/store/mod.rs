@@ -387,6 +387,9 @@ impl RedisStore {
 
     /// Reads several jobs in one pipeline; `None` for those Redis no longer holds.
     pub async fn get_many(&self, ids: &[JobId]) -> Result<Vec<Option<JobRecord>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut pipe = redis::pipe();
         for id in ids {
             pipe.hgetall(self.keys.job(*id));
