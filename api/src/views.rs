@@ -52,7 +52,7 @@ impl From<JobRecord> for JobView {
             kind: r.spec.kind,
             status: r.status,
             attempts: r.attempts,
-            max_attempts: r.spec.max_attempts,
+            max_attempts: r.max_attempts,
             result: r.result,
             error: r.error,
             usage: r.usage,

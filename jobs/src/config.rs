@@ -108,6 +108,16 @@ pub const ENV_VARS: &[EnvVar] = &[
         doc: "Cap on one retry delay (a provider `Retry-After` may ask for longer and is honoured).",
     },
     EnvVar {
+        name: "LONGHAUL_BREAKER_THRESHOLD",
+        default: "5",
+        doc: "Consecutive provider-side failures (5xx, 429, timeouts) after which a worker process stops claiming jobs for a cool-down.",
+    },
+    EnvVar {
+        name: "LONGHAUL_BREAKER_COOLDOWN_SECS",
+        default: "2",
+        doc: "First cool-down of an open circuit breaker; doubles after each failed probe, up to 60 s.",
+    },
+    EnvVar {
         name: "LONGHAUL_LEASE_SECS",
         default: "30",
         doc: "Lease of a running attempt; heartbeats renew it every third of it. A dead process's jobs are rescued about one lease after it died.",
@@ -205,6 +215,10 @@ pub struct WorkerConfig {
     pub lease: Duration,
     /// Drain time on SIGTERM.
     pub shutdown_grace: Duration,
+    /// Consecutive provider failures that open the circuit breaker.
+    pub breaker_threshold: u32,
+    /// First cool-down of an open breaker.
+    pub breaker_cooldown: Duration,
 }
 
 /// Retry timing.
@@ -315,6 +329,10 @@ impl Config {
                 lease: Duration::from_secs(env.positive("LONGHAUL_LEASE_SECS")?),
                 shutdown_grace: Duration::from_secs(
                     env.required_or_default("LONGHAUL_SHUTDOWN_GRACE_SECS")?,
+                ),
+                breaker_threshold: env.positive("LONGHAUL_BREAKER_THRESHOLD")?,
+                breaker_cooldown: Duration::from_secs(
+                    env.positive("LONGHAUL_BREAKER_COOLDOWN_SECS")?,
                 ),
             },
             limits: crate::job::Limits {

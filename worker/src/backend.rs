@@ -21,6 +21,9 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use longhaul_jobs::job::JobKind;
 use longhaul_jobs::store::{ClaimedJob, RedisStore, WakeListener};
+use std::sync::Arc;
+
+use crate::breaker::{Admission, Breaker};
 use tower::layer::util::Identity;
 
 /// How long an idle fetch blocks before claiming again (also bounds a missed wake-up).
@@ -40,6 +43,7 @@ pub(crate) struct ClaimBackend {
     kind: JobKind,
     lease: Duration,
     worker_id: String,
+    breaker: Arc<Breaker>,
     listener: Option<WakeListener>,
     step: Option<StepFuture>,
     release: Option<BoxFuture<'static, ()>>,
@@ -51,6 +55,7 @@ impl ClaimBackend {
         kind: JobKind,
         lease: Duration,
         worker_id: String,
+        breaker: Arc<Breaker>,
     ) -> Self {
         let listener = store.wake_listener(kind);
         Self {
@@ -58,6 +63,7 @@ impl ClaimBackend {
             kind,
             lease,
             worker_id,
+            breaker,
             listener: Some(listener),
             step: None,
             release: None,
@@ -69,12 +75,21 @@ impl ClaimBackend {
         let kind = self.kind;
         let lease = self.lease;
         let worker_id = self.worker_id.clone();
+        let breaker = self.breaker.clone();
         let mut listener = self
             .listener
             .take()
             .unwrap_or_else(|| store.wake_listener(kind));
         async move {
-            match store.claim(kind, lease, &worker_id).await {
+            // An open breaker pauses claiming; bounded so a drain is never held up by it.
+            let Ok(admission) = tokio::time::timeout(IDLE_WAIT, breaker.admit()).await else {
+                return (listener, Step::Waited);
+            };
+            let claimed = store.claim(kind, lease, &worker_id).await;
+            if admission == Admission::Probe {
+                breaker.probe_claimed(claimed.as_ref().ok().and_then(|j| j.as_ref().map(|j| j.id)));
+            }
+            match claimed {
                 Ok(Some(job)) => return (listener, Step::Claimed(Box::new(job))),
                 Ok(None) => {}
                 Err(e) => {

@@ -16,6 +16,7 @@ use longhaul_jobs::provider::{Completion, ProviderError};
 use longhaul_jobs::store::{ClaimedJob, FailOutcome, StoreError};
 use tracing::Instrument;
 
+use crate::breaker::Verdict;
 use crate::pool::PoolState;
 use crate::retry;
 
@@ -70,6 +71,7 @@ async fn attempt(job: ClaimedJob, state: &PoolState) {
     };
     match ending {
         Ending::Finished(Ok(done)) => {
+            state.breaker.on_success();
             let written = write(state, "complete", || {
                 state
                     .store
@@ -84,7 +86,18 @@ async fn attempt(job: ClaimedJob, state: &PoolState) {
                 None => {}
             }
         }
+        Ending::Finished(Err(error))
+            if error.is_retryable()
+                && state.breaker.on_provider_failure(job.id) == Verdict::Release =>
+        {
+            if let Some(true) = write(state, "release", || state.store.release(&job)).await {
+                tracing::warn!(error = %error, "provider failing while the circuit breaker is open; job put back unspent");
+            }
+        }
         Ending::Finished(Err(error)) => {
+            if !error.is_retryable() {
+                state.breaker.on_inconclusive(job.id);
+            }
             let decision = retry::decide(&state.retry, job.attempt, &error);
             let outcome = write(state, "fail", || {
                 state.store.fail(
@@ -113,6 +126,7 @@ async fn attempt(job: ClaimedJob, state: &PoolState) {
             tracing::warn!("lease lost (rescued or cancelled elsewhere); attempt stopped")
         }
         Ending::Interrupted => {
+            state.breaker.on_inconclusive(job.id);
             if let Some(true) = write(state, "release", || state.store.release(&job)).await {
                 tracing::info!("shutdown grace over; job put back in the queue");
             }

@@ -8,11 +8,13 @@
 //! - `execute`: runs one attempt and records its outcome, fenced by the attempt token.
 //! - `lease`: the attempts this process holds, and the heartbeat that keeps them.
 //! - `retry`: what a failed attempt means (retry when, or fail).
+//! - `breaker`: stops claiming while the provider is down, so jobs wait instead of failing.
 //! - `drain`: the shutdown signal: stop claiming, then (after the grace) give work back.
 //! - `archiver`: moves finished jobs from the Redis stream into Postgres.
 
 mod archiver;
 mod backend;
+mod breaker;
 mod drain;
 mod execute;
 mod lease;

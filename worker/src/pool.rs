@@ -16,9 +16,14 @@ use longhaul_jobs::store::RedisStore;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::backend::ClaimBackend;
+use crate::breaker::Breaker;
 use crate::drain::{Shutdown, ShutdownTrigger};
 use crate::lease::Leases;
 use crate::{archiver, execute, maintenance};
+
+/// Longest pause of an open circuit breaker: a provider back after an outage is used
+/// within a minute.
+const MAX_BREAKER_COOLDOWN: Duration = Duration::from_secs(60);
 
 /// What every attempt in this process shares.
 #[derive(Debug)]
@@ -29,6 +34,7 @@ pub(crate) struct PoolState {
     pub retry: RetryPolicy,
     pub result_ttl: Duration,
     pub shutdown: Shutdown,
+    pub breaker: Arc<Breaker>,
 }
 
 /// Why a worker process could not start.
@@ -75,6 +81,11 @@ pub async fn run_pool(
         retry: RetryPolicy::new(config.retry),
         result_ttl: config.result_ttl,
         shutdown: shutdown.clone(),
+        breaker: Arc::new(Breaker::new(
+            config.worker.breaker_threshold,
+            config.worker.breaker_cooldown,
+            MAX_BREAKER_COOLDOWN,
+        )),
     });
     tracing::info!(
         worker = %worker_id,
@@ -118,8 +129,13 @@ pub async fn run_pool(
                 JobKind::Generation => config.worker.generation_concurrency,
                 JobKind::Interpretation => config.worker.interpretation_concurrency,
             };
-            let backend =
-                ClaimBackend::new(store.clone(), kind, config.worker.lease, worker_id.clone());
+            let backend = ClaimBackend::new(
+                store.clone(),
+                kind,
+                config.worker.lease,
+                worker_id.clone(),
+                state.breaker.clone(),
+            );
             tokio::spawn(run_kind_pool(
                 format!("{worker_id}-{kind}"),
                 backend,

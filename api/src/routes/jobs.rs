@@ -8,12 +8,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::header::LOCATION;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use base64_cursor::{decode_cursor, encode_cursor};
 use longhaul_jobs::JobId;
 use longhaul_jobs::archive::JobQuery;
 use longhaul_jobs::job::{JobKind, JobRecord, JobSpec, JobStatus, SubmitRequest};
-use longhaul_jobs::store::Enqueued;
+use longhaul_jobs::store::{Enqueued, Retried};
 use longhaul_jobs::time::from_millis;
 use serde::Deserialize;
 
@@ -32,6 +32,7 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/jobs", get(list).post(submit))
         .route("/v1/jobs/{id}", get(read))
+        .route("/v1/jobs/{id}/retry", post(retry))
 }
 
 async fn submit(
@@ -113,6 +114,42 @@ async fn read(
     let id: JobId = id.parse().map_err(|_| ApiError::NotFound)?;
     let job = find(&state, &caller, id).await?.ok_or(ApiError::NotFound)?;
     Ok(axum::Json(JobView::from(job)).into_response())
+}
+
+/// `POST /v1/jobs/{id}/retry`: runs a failed or cancelled job again with a fresh budget of
+/// attempts (the dead-letter path). `409` for a job that is not failed or cancelled.
+async fn retry(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id: JobId = id.parse().map_err(|_| ApiError::NotFound)?;
+    let archived = match state.store.get(id).await? {
+        Some(job) if job.tenant == caller.tenant => None,
+        Some(_) => return Err(ApiError::NotFound),
+        None => Some(
+            state
+                .archive
+                .get_job(&caller.tenant, id)
+                .await?
+                .ok_or(ApiError::NotFound)?,
+        ),
+    };
+    match state
+        .store
+        .retry(id, &caller.tenant, archived.as_ref())
+        .await?
+    {
+        Retried::Queued => {
+            tracing::info!(job_id = %id, tenant = %caller.tenant, "job queued again by request");
+            let job = find(&state, &caller, id).await?.ok_or(ApiError::NotFound)?;
+            Ok((StatusCode::ACCEPTED, axum::Json(JobView::from(job))).into_response())
+        }
+        Retried::NotFound => Err(ApiError::NotFound),
+        Retried::NotRetryable(status) => Err(ApiError::Conflict(format!(
+            "only failed or cancelled jobs can be retried; this one is {status}"
+        ))),
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -19,7 +19,7 @@ use crate::job::{JobKind, JobRecord, JobStatus};
 use crate::time::{Millis, from_millis};
 
 /// The columns a [`JobRecord`] is read from, in the order [`record_from_row`] expects.
-const JOB_COLUMNS: &str = "id, tenant, status, attempts, spec, result, error, usage, cached, \
+const JOB_COLUMNS: &str = "id, tenant, status, attempts, max_attempts, spec, result, error, usage, cached, \
                            created_at, started_at, finished_at";
 
 /// One upsert for a whole batch: the batch travels as one array per column and `UNNEST`
@@ -213,8 +213,7 @@ impl<'a> Columns<'a> {
         self.kind.push(job.spec.kind.as_str());
         self.status.push(job.status.as_str());
         self.attempts.push(saturating_i32(job.attempts));
-        self.max_attempts
-            .push(saturating_i32(job.spec.max_attempts));
+        self.max_attempts.push(saturating_i32(job.max_attempts));
         self.spec.push(Json(&job.spec));
         self.result.push(job.result.as_ref().map(Json));
         self.error.push(job.error.as_ref().map(Json));
@@ -237,6 +236,7 @@ fn record_from_row(row: &PgRow) -> Result<JobRecord, ArchiveError> {
     let tenant: String = row.try_get("tenant")?;
     let status: String = row.try_get("status")?;
     let attempts: i32 = row.try_get("attempts")?;
+    let max_attempts: i32 = row.try_get("max_attempts")?;
     let created_at: DateTime<Utc> = row.try_get("created_at")?;
     let started_at: Option<DateTime<Utc>> = row.try_get("started_at")?;
     let finished_at: Option<DateTime<Utc>> = row.try_get("finished_at")?;
@@ -250,6 +250,7 @@ fn record_from_row(row: &PgRow) -> Result<JobRecord, ArchiveError> {
             .parse::<JobStatus>()
             .map_err(|e| corrupt(&e.to_string()))?,
         attempts: u32::try_from(attempts).map_err(|_| corrupt("negative attempts"))?,
+        max_attempts: u32::try_from(max_attempts).map_err(|_| corrupt("negative max_attempts"))?,
         result: json_column(row, "result")?,
         error: json_column(row, "error")?,
         usage: json_column(row, "usage")?,
@@ -301,6 +302,7 @@ mod tests {
             spec: spec(kind),
             status: JobStatus::Succeeded,
             attempts: 1,
+            max_attempts: 3,
             result: Some(JobResult {
                 text: "an old silent pond".into(),
                 model: "gpt-test".into(),

@@ -22,6 +22,8 @@ pub struct JobRecord {
     pub status: JobStatus,
     /// Attempts started so far (including one that crashed its process).
     pub attempts: u32,
+    /// Attempts allowed in all: the spec's budget, raised by each explicit retry.
+    pub max_attempts: u32,
     /// The answer, once succeeded.
     pub result: Option<JobResult>,
     /// The last attempt's error, if it failed.

@@ -51,6 +51,7 @@ pub fn record_from_fields(
             .parse()
             .map_err(|_| StoreError::corrupt("status"))?,
         attempts: number("attempts")?.unwrap_or(0).max(0) as u32,
+        max_attempts: number("max_attempts")?.unwrap_or(0).max(0) as u32,
         result: typed("result", json("result")?)?,
         error: typed("error", json("error")?)?,
         usage: typed("usage", json("usage")?)?,

@@ -77,6 +77,17 @@ pub enum FailOutcome {
     Failed,
 }
 
+/// What [`RedisStore::retry`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Retried {
+    /// The job is queued again.
+    Queued,
+    /// No such job for this tenant.
+    NotFound,
+    /// The job is not failed or cancelled; this is its status.
+    NotRetryable(String),
+}
+
 /// Counts of one [`RedisStore::maintain`] pass.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Maintained {
@@ -350,29 +361,81 @@ impl RedisStore {
         let mut total = Maintained::default();
         let mut conn = self.conn.clone();
         for _ in 0..max_chunks {
-            let (promoted, rescued, failed): (u64, u64, u64) = scripts::get()
-                .maintain
-                .key(self.keys.ready(kind))
-                .key(self.keys.inflight(kind))
-                .key(self.keys.delayed(kind))
-                .key(self.keys.signal(kind))
-                .key(self.keys.archive())
-                .arg(self.keys.job_prefix())
-                .arg(chunk)
-                .arg(result_ttl.as_secs().max(1))
-                .arg(self.keys.done_channel())
-                .arg(ARCHIVE_STREAM_MAX_LEN)
-                .arg(&lost)
-                .invoke_async(&mut conn)
-                .await?;
+            let (promoted, rescued, failed, due_seen, expired_seen): (u64, u64, u64, u64, u64) =
+                scripts::get()
+                    .maintain
+                    .key(self.keys.ready(kind))
+                    .key(self.keys.inflight(kind))
+                    .key(self.keys.delayed(kind))
+                    .key(self.keys.signal(kind))
+                    .key(self.keys.archive())
+                    .arg(self.keys.job_prefix())
+                    .arg(chunk)
+                    .arg(result_ttl.as_secs().max(1))
+                    .arg(self.keys.done_channel())
+                    .arg(ARCHIVE_STREAM_MAX_LEN)
+                    .arg(&lost)
+                    .invoke_async(&mut conn)
+                    .await?;
             total.promoted += promoted;
             total.rescued += rescued;
             total.failed += failed;
-            if promoted < u64::from(chunk) && rescued + failed < u64::from(chunk) {
+            // Another pass only while a chunk came back full (ids seen, not ids moved: a
+            // chunk may hold ids of jobs cancelled meanwhile).
+            if due_seen < u64::from(chunk) && expired_seen < u64::from(chunk) {
                 break;
             }
         }
         Ok(total)
+    }
+
+    /// Queues a failed or cancelled job again with a fresh budget of attempts. `archived` is
+    /// the Postgres copy, used to restore the job when Redis no longer holds it.
+    pub async fn retry(
+        &self,
+        id: JobId,
+        tenant: &TenantId,
+        archived: Option<&JobRecord>,
+    ) -> Result<Retried, StoreError> {
+        let (kind, budget) = match archived {
+            Some(r) => (r.spec.kind, r.spec.max_attempts),
+            None => match self.get(id).await? {
+                Some(r) => (r.spec.kind, r.spec.max_attempts),
+                None => return Ok(Retried::NotFound),
+            },
+        };
+        let restore: [String; 6] = match archived {
+            Some(r) => [
+                r.spec.kind.as_str().to_owned(),
+                serde_json::to_string(&r.spec).map_err(StoreError::encode)?,
+                r.attempts.to_string(),
+                r.created_at.to_string(),
+                r.started_at.map(|t| t.to_string()).unwrap_or_default(),
+                match &r.error {
+                    Some(e) => serde_json::to_string(e).map_err(StoreError::encode)?,
+                    None => String::new(),
+                },
+            ],
+            None => Default::default(),
+        };
+        let mut conn = self.conn.clone();
+        let reply: String = scripts::get()
+            .retry
+            .key(self.keys.job(id))
+            .key(self.keys.ready(kind))
+            .key(self.keys.signal(kind))
+            .key(self.keys.tenant_index(tenant))
+            .arg(id.to_string())
+            .arg(tenant.as_str())
+            .arg(budget)
+            .arg(&restore[..])
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(match reply.as_str() {
+            "queued" => Retried::Queued,
+            "not_found" => Retried::NotFound,
+            other => Retried::NotRetryable(other.to_owned()),
+        })
     }
 
     /// Reads one job, if Redis still holds it.
@@ -407,49 +470,70 @@ impl RedisStore {
             .collect()
     }
 
-    /// A page of a tenant's job ids, newest first, created strictly before `before` (ms).
+    /// A page of a tenant's job ids, newest first (by creation time, then id), strictly after
+    /// the cursor `before`.
+    ///
+    /// Paging is by rank, not by score: many jobs can share one millisecond, and a score
+    /// cursor would skip or repeat them.
     pub async fn tenant_jobs(
         &self,
         tenant: &TenantId,
         before: Option<(Millis, JobId)>,
         limit: usize,
     ) -> Result<Vec<(JobId, Millis)>, StoreError> {
-        let max = match before {
-            Some((ms, _)) => format!("{ms}"),
-            None => "+inf".to_owned(),
-        };
+        let key = self.keys.tenant_index(tenant);
         let mut conn = self.conn.clone();
-        // Ask for a few more than needed: ids sharing the cursor's millisecond are filtered here.
-        let rows: Vec<(String, f64)> = redis::cmd("ZRANGE")
-            .arg(self.keys.tenant_index(tenant))
-            .arg(max)
-            .arg("-inf")
-            .arg("BYSCORE")
-            .arg("REV")
-            .arg("LIMIT")
-            .arg(0)
-            .arg(limit + 64)
-            .arg("WITHSCORES")
-            .query_async(&mut conn)
-            .await?;
-        let mut out = Vec::with_capacity(limit);
-        for (id, score) in rows {
-            let Ok(id) = id.parse::<JobId>() else {
-                continue;
-            };
-            let ms = score as Millis;
-            if let Some((cursor_ms, cursor_id)) = before
-                && ms == cursor_ms
-                && id >= cursor_id
-            {
-                continue;
+        let rows: Vec<(String, f64)> = match before {
+            None => {
+                redis::cmd("ZRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(limit.saturating_sub(1))
+                    .arg("REV")
+                    .arg("WITHSCORES")
+                    .query_async(&mut conn)
+                    .await?
             }
-            out.push((id, ms));
-            if out.len() == limit {
-                break;
+            Some((ms, id)) => {
+                let rank: Option<usize> = redis::cmd("ZREVRANK")
+                    .arg(&key)
+                    .arg(id.to_string())
+                    .query_async(&mut conn)
+                    .await?;
+                match rank {
+                    Some(rank) => {
+                        redis::cmd("ZRANGE")
+                            .arg(&key)
+                            .arg(rank + 1)
+                            .arg(rank + limit)
+                            .arg("REV")
+                            .arg("WITHSCORES")
+                            .query_async(&mut conn)
+                            .await?
+                    }
+                    // The cursor's job left the index (trimmed): continue strictly below its
+                    // millisecond.
+                    None => {
+                        redis::cmd("ZRANGE")
+                            .arg(&key)
+                            .arg(format!("({ms}"))
+                            .arg("-inf")
+                            .arg("BYSCORE")
+                            .arg("REV")
+                            .arg("LIMIT")
+                            .arg(0)
+                            .arg(limit)
+                            .arg("WITHSCORES")
+                            .query_async(&mut conn)
+                            .await?
+                    }
+                }
             }
-        }
-        Ok(out)
+        };
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, score)| Some((id.parse().ok()?, score as Millis)))
+            .collect())
     }
 
     /// Reads up to `count` finished jobs from the archive stream for `consumer`, blocking up

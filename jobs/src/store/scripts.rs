@@ -14,6 +14,7 @@ pub(crate) struct Scripts {
     pub fail: Script,
     pub release: Script,
     pub maintain: Script,
+    pub retry: Script,
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -24,6 +25,7 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     fail: Script::new(include_str!("lua/fail.lua")),
     release: Script::new(include_str!("lua/release.lua")),
     maintain: Script::new(include_str!("lua/maintain.lua")),
+    retry: Script::new(include_str!("lua/retry.lua")),
 });
 
 /// The scripts.

@@ -1,12 +1,18 @@
 //! [`TestEnv`]: one isolated longhaul deployment for one test.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use futures::StreamExt;
+use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 
+use super::done::DoneLog;
 use super::process::{Proc, binary};
+
+/// Clients that submit at once in [`TestEnv::submit_all`].
+const SUBMITTERS: usize = 16;
 
 /// A free TCP port on 127.0.0.1 (bound and released).
 pub fn free_port() -> u16 {
@@ -14,6 +20,11 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
+}
+
+/// The body of a `generation` job with `prompt` (stub directives go in the prompt).
+pub fn generation(prompt: &str) -> Value {
+    json!({"kind": "generation", "input": {"prompt": prompt}})
 }
 
 /// Serializes a JSON value into a request body.
@@ -323,6 +334,113 @@ impl TestEnv {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Submits every body as `acme` (several at once), asserts 202 for each, returns the
+    /// ids in the order of `bodies`.
+    pub async fn submit_all(&self, bodies: impl IntoIterator<Item = Value>) -> Vec<String> {
+        futures::stream::iter(bodies)
+            .map(|body| async move { self.submit(&body).await })
+            .buffered(SUBMITTERS)
+            .collect()
+            .await
+    }
+
+    /// Waits until each of `ids` is terminal, all within `limit`; returns them in order.
+    pub async fn wait_all_terminal(&self, ids: &[String], limit: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + limit;
+        let mut jobs = Vec::with_capacity(ids.len());
+        for id in ids {
+            let left = deadline.saturating_duration_since(Instant::now());
+            jobs.push(self.wait_terminal(id, left).await);
+        }
+        jobs
+    }
+
+    /// Polls `check` until it gives a value; panics naming `what` after `limit`.
+    pub async fn wait_for<T>(
+        &self,
+        limit: Duration,
+        what: &str,
+        mut check: impl AsyncFnMut() -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(value) = check().await {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "[{}] still waiting after {limit:?} for: {what}",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Polls `check` until it holds; panics naming `what` after `limit`.
+    pub async fn wait_until(
+        &self,
+        limit: Duration,
+        what: &str,
+        mut check: impl AsyncFnMut() -> bool,
+    ) {
+        self.wait_for(limit, what, async || check().await.then_some(()))
+            .await
+    }
+
+    /// Subscribes to the channel of terminal transitions (`{prefix}:done`); call it before
+    /// the jobs can finish.
+    pub async fn subscribe_done(&self) -> DoneLog {
+        DoneLog::subscribe(&self.redis_url, self.redis_key("done")).await
+    }
+
+    /// The pid of the worker process running `id` now, from the `worker` field
+    /// (`<host>-<pid>-<index>`) of its Redis hash; None when no process holds it.
+    pub async fn worker_pid_of(&self, id: &str) -> Option<i32> {
+        self.worker_pids_of(&[id.to_owned()]).await[0]
+    }
+
+    /// [`TestEnv::worker_pid_of`] for many jobs at once, in order.
+    pub async fn worker_pids_of(&self, ids: &[String]) -> Vec<Option<i32>> {
+        let mut redis = self.redis().await;
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.hget(self.redis_key(&format!("job:{id}")), "worker");
+        }
+        let workers: Vec<Option<String>> = pipe.query_async(&mut redis).await.expect("HGET worker");
+        workers
+            .iter()
+            .map(|w| w.as_deref()?.rsplit('-').nth(1)?.parse().ok())
+            .collect()
+    }
+
+    /// The stub's in-flight gauges: `{"in_flight": n, "max_in_flight": m}`.
+    pub async fn stub_in_flight(&self) -> Value {
+        self.stub_get("/stub/in-flight").await
+    }
+
+    /// Requests of one job that the worker dropped before the stub answered.
+    pub async fn stub_closed_early_for(&self, id: &str) -> u64 {
+        self.stub_get("/stub/closed-early").await["by_job"][id]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    /// Calls the stub received per job.
+    pub async fn stub_calls_by_job(&self) -> HashMap<String, u64> {
+        serde_json::from_value(self.stub_calls().await["by_job"].take()).expect("by_job map")
+    }
+
+    async fn stub_get(&self, path: &str) -> Value {
+        self.http
+            .get(format!("{}{path}", self.stub_url))
+            .send()
+            .await
+            .expect("stub reachable")
+            .json()
+            .await
+            .expect("stub JSON")
     }
 
     /// The stub's call counters.

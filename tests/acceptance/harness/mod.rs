@@ -2,9 +2,12 @@
 //! deployment (Redis prefix, Postgres database, stub provider, API key) and starts the real
 //! processes on free ports.
 
+mod done;
 mod env;
 mod process;
 mod redis_server;
 
-pub use env::{TestEnv, free_port};
+pub use done::DoneLog;
+pub use env::{TestEnv, free_port, generation};
+pub use process::{Paused, Proc, signal_pid};
 pub use redis_server::RedisServer;

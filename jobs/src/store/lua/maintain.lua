@@ -9,7 +9,8 @@
 -- ARGV[2] chunk size, ARGV[3] result TTL (s), ARGV[4] done channel,
 -- ARGV[5] stream max length, ARGV[6] worker_lost error (JSON)
 --
--- Returns {promoted, rescued, failed}. Callers repeat while a count equals the chunk size.
+-- Returns {promoted, rescued, failed, due ids seen, expired ids seen}. Callers repeat while
+-- one of the seen counts equals the chunk size.
 -- Invariants: a rescued attempt has been counted (claim counted it), so a job whose attempts
 -- keep dying ends `failed` with worker_lost after max_attempts instead of looping; a rescued
 -- job's old attempt token stops matching once the job is no longer `running`.
@@ -53,4 +54,4 @@ end
 if promoted + rescued > 0 then
   redis.call('LTRIM', KEYS[4], 0, 63)
 end
-return {promoted, rescued, failed}
+return {promoted, rescued, failed, #due, #expired}
