@@ -93,6 +93,16 @@ pub const ENV_VARS: &[EnvVar] = &[
         doc: "Per-attempt timeout, and the highest `timeout_secs` a request may ask. 5 minutes covers long generations.",
     },
     EnvVar {
+        name: "LONGHAUL_GENERATION_TIMEOUT_SECS",
+        default: "LONGHAUL_JOB_TIMEOUT_SECS",
+        doc: "Per-attempt timeout (default and cap) of `generation` jobs.",
+    },
+    EnvVar {
+        name: "LONGHAUL_INTERPRETATION_TIMEOUT_SECS",
+        default: "LONGHAUL_JOB_TIMEOUT_SECS",
+        doc: "Per-attempt timeout (default and cap) of `interpretation` jobs.",
+    },
+    EnvVar {
         name: "LONGHAUL_MAX_ATTEMPTS",
         default: "5",
         doc: "Attempts per job when the request gives none (1 to 25). 5 attempts with backoff ride out minutes of provider trouble.",
@@ -158,6 +168,29 @@ pub const ENV_VARS: &[EnvVar] = &[
         doc: "Log filter (`tracing` env-filter syntax).",
     },
 ];
+
+/// The README's configuration table, generated from [`ENV_VARS`] (a test keeps the README
+/// identical to it).
+pub fn env_table_markdown() -> String {
+    let mut out = String::from("| Variable | Default | Meaning |\n|---|---|---|\n");
+    for var in ENV_VARS {
+        let default = if var.default.is_empty() {
+            "—".to_owned()
+        } else if var
+            .default
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c == '_')
+        {
+            format!("`{}`", var.default)
+        } else if var.default.contains(' ') {
+            var.default.to_owned()
+        } else {
+            format!("`{}`", var.default)
+        };
+        out.push_str(&format!("| `{}` | {} | {} |\n", var.name, default, var.doc));
+    }
+    out
+}
 
 /// A variable with a value that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -282,7 +315,10 @@ impl Config {
                 "must be non-empty, without braces or spaces",
             ));
         }
-        let base_url = match env.raw("LONGHAUL_AI_BASE_URL") {
+        let base_url = match env
+            .raw("LONGHAUL_AI_BASE_URL")
+            .filter(|v| !v.trim().is_empty())
+        {
             None => None,
             Some(raw) => Some(
                 parse_base_url(&raw)
@@ -290,6 +326,7 @@ impl Config {
             ),
         };
         let max_attempts: u32 = env.positive("LONGHAUL_MAX_ATTEMPTS")?;
+        let job_timeout: u32 = env.positive("LONGHAUL_JOB_TIMEOUT_SECS")?;
         if max_attempts > crate::job::Limits::MAX_ATTEMPTS_CEILING {
             return Err(env.error(
                 "LONGHAUL_MAX_ATTEMPTS",
@@ -337,7 +374,10 @@ impl Config {
             },
             limits: crate::job::Limits {
                 default_max_attempts: max_attempts,
-                job_timeout_secs: env.positive("LONGHAUL_JOB_TIMEOUT_SECS")?,
+                generation_timeout_secs: env
+                    .positive_or("LONGHAUL_GENERATION_TIMEOUT_SECS", job_timeout)?,
+                interpretation_timeout_secs: env
+                    .positive_or("LONGHAUL_INTERPRETATION_TIMEOUT_SECS", job_timeout)?,
             },
             retry: RetryConfig {
                 base: Duration::from_millis(env.positive("LONGHAUL_RETRY_BASE_MS")?),
@@ -423,13 +463,17 @@ impl Env<'_> {
         Ok(value)
     }
 
-    fn positive_or(&self, name: &'static str, fallback: usize) -> Result<usize, ConfigError> {
+    fn positive_or<T: FromStr + PartialOrd + Default>(
+        &self,
+        name: &'static str,
+        fallback: T,
+    ) -> Result<T, ConfigError> {
         let _ = Self::documented_default(name);
         match self.raw(name).filter(|v| !v.trim().is_empty()) {
             None => Ok(fallback),
             Some(v) => {
-                let n: usize = self.parse(name, &v)?;
-                if n == 0 {
+                let n: T = self.parse(name, &v)?;
+                if n <= T::default() {
                     return Err(self.error(name, &v, "must be positive"));
                 }
                 Ok(n)
@@ -476,6 +520,23 @@ mod tests {
         .unwrap();
         assert_eq!(c.worker.generation_concurrency, 8);
         assert_eq!(c.worker.interpretation_concurrency, 2);
+    }
+
+    #[test]
+    fn the_readme_configuration_table_is_generated_from_env_vars() {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("<!-- env-table:start -->\n")
+            .expect("README has the table start marker");
+        let end = readme
+            .find("<!-- env-table:end -->")
+            .expect("README has the table end marker");
+        let table = &readme[start + "<!-- env-table:start -->\n".len()..end];
+        assert_eq!(
+            table,
+            env_table_markdown(),
+            "README table drifted from ENV_VARS; paste the output of env_table_markdown()"
+        );
     }
 
     #[test]

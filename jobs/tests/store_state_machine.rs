@@ -34,10 +34,7 @@ fn spec(max_attempts: u32) -> JobSpec {
         "input": {"prompt": "say hello"},
         "max_attempts": max_attempts,
     });
-    let limits = Limits {
-        default_max_attempts: 3,
-        job_timeout_secs: 60,
-    };
+    let limits = Limits::uniform(3, 60);
     JobSpec::parse(serde_json::from_value(request).unwrap(), &limits).unwrap()
 }
 

@@ -61,7 +61,9 @@ async fn sigterm_lets_in_flight_jobs_finish_within_the_grace_and_leaves_queued_j
 
     // The next worker runs what was left.
     let _next = env.start_worker(&[]);
-    let jobs = env.wait_all_terminal(&queued, Duration::from_secs(60)).await;
+    let jobs = env
+        .wait_all_terminal(&queued, Duration::from_secs(60))
+        .await;
     let calls = env.stub_calls_by_job().await;
     for (id, job) in queued.iter().zip(&jobs) {
         assert_eq!(job["status"], "succeeded", "{job}");

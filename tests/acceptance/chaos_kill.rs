@@ -75,8 +75,9 @@ async fn a_worker_killed_with_sigkill_is_replaced_and_only_its_jobs_run_again() 
     let slot = slot_of(victim).expect("the killed child was started by this supervisor");
     let died = worker.log_events("worker process died; restarting");
     assert!(
-        died.iter().any(|e| e["child"] == slot
-            && e["reason"].as_str().is_some_and(|r| r.contains("SIGKILL"))),
+        died.iter()
+            .any(|e| e["child"] == slot
+                && e["reason"].as_str().is_some_and(|r| r.contains("SIGKILL"))),
         "no restart line naming SIGKILL for child {slot}: {died:?}"
     );
     let started = worker.started_worker_pids();
@@ -134,7 +135,9 @@ async fn a_job_that_kills_its_worker_on_every_attempt_fails_with_worker_lost_whi
     assert_eq!(job["attempts"], 3, "{job}");
     assert_eq!(env.stub_calls_for(&doomed).await, 3);
 
-    let jobs = env.wait_all_terminal(&others, Duration::from_secs(60)).await;
+    let jobs = env
+        .wait_all_terminal(&others, Duration::from_secs(60))
+        .await;
     let calls = env.stub_calls_by_job().await;
     for (id, job) in others.iter().zip(&jobs) {
         assert_eq!(job["status"], "succeeded", "{job}");

@@ -6,10 +6,17 @@ mod harness;
 
 mod api_contract;
 mod backlog;
+mod chaos_drain;
+mod chaos_kill;
+mod chaos_redis;
+mod chaos_stale;
 mod config_errors;
 mod dead_letter;
 mod jobs_flow;
+mod knobs;
 mod provider_faults;
 mod provider_outage;
 mod readiness;
 mod retention;
+mod timeouts;
+mod up;

@@ -11,11 +11,31 @@ use super::request::SubmitRequest;
 pub struct Limits {
     /// `max_attempts` when the request gives none.
     pub default_max_attempts: u32,
-    /// Per-attempt timeout when the request gives none; also the highest a request may ask.
-    pub job_timeout_secs: u32,
+    /// Per-attempt timeout of `generation` jobs when the request gives none; also the
+    /// highest a request may ask.
+    pub generation_timeout_secs: u32,
+    /// The same for `interpretation` jobs.
+    pub interpretation_timeout_secs: u32,
 }
 
 impl Limits {
+    /// The same timeout for every kind.
+    pub const fn uniform(default_max_attempts: u32, timeout_secs: u32) -> Self {
+        Self {
+            default_max_attempts,
+            generation_timeout_secs: timeout_secs,
+            interpretation_timeout_secs: timeout_secs,
+        }
+    }
+
+    /// The per-attempt timeout (default and cap) of `kind`.
+    pub fn timeout_secs(&self, kind: JobKind) -> u32 {
+        match kind {
+            JobKind::Generation => self.generation_timeout_secs,
+            JobKind::Interpretation => self.interpretation_timeout_secs,
+        }
+    }
+
     /// No request may ask for more attempts than this.
     pub const MAX_ATTEMPTS_CEILING: u32 = 25;
     /// Serialized metadata above this size is rejected (it is stored on every job).
@@ -128,11 +148,12 @@ impl JobSpec {
             ));
         }
 
-        let timeout_secs = req.timeout_secs.unwrap_or(limits.job_timeout_secs);
-        if !(1..=limits.job_timeout_secs).contains(&timeout_secs) {
+        let cap = kind.map_or(u32::MAX, |k| limits.timeout_secs(k));
+        let timeout_secs = req.timeout_secs.unwrap_or(cap);
+        if !(1..=cap).contains(&timeout_secs) {
             errors.push(ValidationError::new(
                 "timeout_secs",
-                format!("must be 1 to {}", limits.job_timeout_secs),
+                format!("must be 1 to {cap}"),
             ));
         }
 
@@ -283,7 +304,8 @@ mod tests {
 
     const LIMITS: Limits = Limits {
         default_max_attempts: 5,
-        job_timeout_secs: 300,
+        generation_timeout_secs: 300,
+        interpretation_timeout_secs: 120,
     };
 
     fn parse(body: serde_json::Value) -> Result<JobSpec, Vec<ValidationError>> {

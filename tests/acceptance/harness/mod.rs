@@ -7,7 +7,6 @@ mod env;
 mod process;
 mod redis_server;
 
-pub use done::DoneLog;
 pub use env::{TestEnv, free_port, generation};
-pub use process::{Paused, Proc, signal_pid};
+pub use process::{Paused, signal_pid};
 pub use redis_server::RedisServer;
