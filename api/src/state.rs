@@ -6,7 +6,7 @@ use std::time::Duration;
 use longhaul_jobs::Config;
 use longhaul_jobs::archive::Archive;
 use longhaul_jobs::job::Limits;
-use longhaul_jobs::store::RedisStore;
+use longhaul_jobs::store::{EventListener, RedisStore, Waiters};
 
 use crate::auth::Authenticator;
 
@@ -19,6 +19,10 @@ pub struct AppState {
     pub(crate) limits: Limits,
     pub(crate) max_body_bytes: usize,
     pub(crate) idempotency_ttl: Duration,
+    pub(crate) result_ttl: Duration,
+    /// Long-polling requests, woken by the one `done` subscription of this process.
+    pub(crate) waiters: Waiters,
+    _events: Arc<EventListener>,
 }
 
 /// How long an Idempotency-Key names its job: a day covers any client's retry loop.
@@ -27,7 +31,23 @@ const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
 impl AppState {
     /// State over connected stores.
     pub fn new(store: RedisStore, archive: Archive, config: &Config) -> Self {
+        let waiters = Waiters::default();
+        let events = EventListener::spawn(
+            store.client().clone(),
+            store.keys().done_channel(),
+            {
+                let waiters = waiters.clone();
+                move |id| waiters.wake(id)
+            },
+            {
+                let waiters = waiters.clone();
+                move || waiters.wake_all()
+            },
+        );
         Self {
+            waiters,
+            _events: Arc::new(events),
+            result_ttl: config.result_ttl,
             auth: Arc::new(Authenticator::new(archive.clone())),
             store,
             archive,

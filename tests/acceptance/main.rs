@@ -6,6 +6,7 @@ mod harness;
 
 mod api_contract;
 mod backlog;
+mod cancel_and_wait;
 mod chaos_drain;
 mod chaos_kill;
 mod chaos_redis;

@@ -86,7 +86,8 @@ impl Leases {
             .collect()
     }
 
-    fn mark_lost(&self, ids: &[JobId]) {
+    /// Tells the attempts of `ids` to stop (their lease is gone, or the job was cancelled).
+    pub(crate) fn mark_lost(&self, ids: &[JobId]) {
         let held = self.lock();
         for id in ids {
             if let Some(h) = held.get(id) {

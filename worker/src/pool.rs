@@ -12,7 +12,7 @@ use longhaul_jobs::archive::Archive;
 use longhaul_jobs::job::JobKind;
 use longhaul_jobs::provider::ProviderClient;
 use longhaul_jobs::retry::RetryPolicy;
-use longhaul_jobs::store::RedisStore;
+use longhaul_jobs::store::{EventListener, RedisStore};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::backend::ClaimBackend;
@@ -92,6 +92,17 @@ pub async fn run_pool(
         generation = config.worker.generation_concurrency,
         interpretation = config.worker.interpretation_concurrency,
         "worker process started"
+    );
+
+    // A cancelled job's running attempt stops within a round trip, not a heartbeat.
+    let _cancel_listener = EventListener::spawn(
+        store.client().clone(),
+        store.keys().cancel_channel(),
+        {
+            let leases = state.leases.clone();
+            move |id| leases.mark_lost(&[id])
+        },
+        || {},
     );
 
     // The heartbeat outlives the pools: it stops only after the last attempt has ended.

@@ -13,7 +13,7 @@ use base64_cursor::{decode_cursor, encode_cursor};
 use longhaul_jobs::JobId;
 use longhaul_jobs::archive::JobQuery;
 use longhaul_jobs::job::{JobKind, JobRecord, JobSpec, JobStatus, SubmitRequest};
-use longhaul_jobs::store::{Enqueued, Retried};
+use longhaul_jobs::store::{Cancelled, Enqueued, Retried};
 use longhaul_jobs::time::from_millis;
 use serde::Deserialize;
 
@@ -31,7 +31,7 @@ const MAX_IDEMPOTENCY_KEY: usize = 255;
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/jobs", get(list).post(submit))
-        .route("/v1/jobs/{id}", get(read))
+        .route("/v1/jobs/{id}", get(read).delete(cancel))
         .route("/v1/jobs/{id}/retry", post(retry))
 }
 
@@ -106,14 +106,83 @@ async fn find(state: &AppState, caller: &Caller, id: JobId) -> Result<Option<Job
     Ok(state.archive.get_job(&caller.tenant, id).await?)
 }
 
+/// Longest `?wait=` a client may ask (seconds).
+const MAX_WAIT_SECS: u64 = 60;
+
+#[derive(Debug, Deserialize)]
+struct ReadParams {
+    wait: Option<String>,
+}
+
+/// `GET /v1/jobs/{id}[?wait=N]`: with `wait`, answers as soon as the job is terminal (woken
+/// by the process's one pub/sub subscription, not by polling), else its state after N s.
 async fn read(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(params): Query<ReadParams>,
+) -> Result<Response, ApiError> {
+    let wait = match params.wait {
+        None => 0,
+        Some(raw) => match raw.parse::<u64>() {
+            Ok(n) if n <= MAX_WAIT_SECS => n,
+            _ => {
+                return Err(ApiError::InvalidParameter {
+                    field: "wait",
+                    message: format!("must be 0 to {MAX_WAIT_SECS} seconds"),
+                });
+            }
+        },
+    };
+    let id: JobId = id.parse().map_err(|_| ApiError::NotFound)?;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
+    // Registered before the first read, so an end between read and wait is not missed.
+    let waiter = (wait > 0).then(|| state.waiters.register(id));
+    loop {
+        let job = find(&state, &caller, id).await?.ok_or(ApiError::NotFound)?;
+        let Some(waiter) = waiter.as_ref().filter(|_| !job.status.is_terminal()) else {
+            return Ok(axum::Json(JobView::from(job)).into_response());
+        };
+        tokio::select! {
+            _ = waiter.changed() => {}
+            _ = tokio::time::sleep_until(deadline) => {
+                let job = find(&state, &caller, id).await?.ok_or(ApiError::NotFound)?;
+                return Ok(axum::Json(JobView::from(job)).into_response());
+            }
+        }
+    }
+}
+
+/// `DELETE /v1/jobs/{id}`: a queued job never runs; a running job's provider call is
+/// aborted. `409` when the job already ended.
+async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id: JobId = id.parse().map_err(|_| ApiError::NotFound)?;
     let job = find(&state, &caller, id).await?.ok_or(ApiError::NotFound)?;
-    Ok(axum::Json(JobView::from(job)).into_response())
+    if job.status.is_terminal() {
+        return Err(ApiError::Conflict(format!(
+            "the job already ended: {}",
+            job.status
+        )));
+    }
+    match state
+        .store
+        .cancel(id, job.spec.kind, &caller.tenant, state.result_ttl)
+        .await?
+    {
+        Cancelled::Cancelled => {
+            tracing::info!(job_id = %id, tenant = %caller.tenant, "job cancelled by request");
+            let job = find(&state, &caller, id).await?.ok_or(ApiError::NotFound)?;
+            Ok(axum::Json(JobView::from(job)).into_response())
+        }
+        Cancelled::NotFound => Err(ApiError::NotFound),
+        Cancelled::AlreadyEnded(status) => Err(ApiError::Conflict(format!(
+            "the job already ended: {status}"
+        ))),
+    }
 }
 
 /// `POST /v1/jobs/{id}/retry`: runs a failed or cancelled job again with a fresh budget of

@@ -78,6 +78,11 @@ impl Keys {
         format!("{}:done", self.tag)
     }
 
+    /// Pub/sub channel telling worker processes to abort a cancelled job's running attempt.
+    pub fn cancel_channel(&self) -> String {
+        format!("{}:cancel", self.tag)
+    }
+
     /// Leader lease of the scheduler.
     pub fn scheduler_leader(&self) -> String {
         format!("{}:scheduler:leader", self.tag)

@@ -10,6 +10,7 @@
 
 mod codec;
 mod error;
+mod events;
 mod keys;
 mod scripts;
 mod wake;
@@ -21,6 +22,7 @@ use redis::{AsyncCommands, Client};
 
 pub use codec::record_from_fields;
 pub use error::StoreError;
+pub use events::{EventListener, Waiter, Waiters};
 pub use keys::Keys;
 pub use wake::WakeListener;
 
@@ -86,6 +88,17 @@ pub enum Retried {
     NotFound,
     /// The job is not failed or cancelled; this is its status.
     NotRetryable(String),
+}
+
+/// What [`RedisStore::cancel`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cancelled {
+    /// The job is cancelled (a running attempt is being aborted).
+    Cancelled,
+    /// No such job for this tenant in Redis.
+    NotFound,
+    /// The job had already ended with this status.
+    AlreadyEnded(String),
 }
 
 /// Counts of one [`RedisStore::maintain`] pass.
@@ -435,6 +448,37 @@ impl RedisStore {
             "queued" => Retried::Queued,
             "not_found" => Retried::NotFound,
             other => Retried::NotRetryable(other.to_owned()),
+        })
+    }
+
+    /// Cancels a queued or running job of `tenant`.
+    pub async fn cancel(
+        &self,
+        id: JobId,
+        kind: JobKind,
+        tenant: &TenantId,
+        result_ttl: Duration,
+    ) -> Result<Cancelled, StoreError> {
+        let mut conn = self.conn.clone();
+        let reply: String = scripts::get()
+            .cancel
+            .key(self.keys.job(id))
+            .key(self.keys.ready(kind))
+            .key(self.keys.delayed(kind))
+            .key(self.keys.inflight(kind))
+            .key(self.keys.archive())
+            .arg(id.to_string())
+            .arg(tenant.as_str())
+            .arg(result_ttl.as_secs().max(1))
+            .arg(self.keys.done_channel())
+            .arg(self.keys.cancel_channel())
+            .arg(ARCHIVE_STREAM_MAX_LEN)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(match reply.as_str() {
+            "cancelled" => Cancelled::Cancelled,
+            "not_found" => Cancelled::NotFound,
+            other => Cancelled::AlreadyEnded(other.to_owned()),
         })
     }
 

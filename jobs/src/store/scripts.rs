@@ -15,6 +15,7 @@ pub(crate) struct Scripts {
     pub release: Script,
     pub maintain: Script,
     pub retry: Script,
+    pub cancel: Script,
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -26,6 +27,7 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     release: Script::new(include_str!("lua/release.lua")),
     maintain: Script::new(include_str!("lua/maintain.lua")),
     retry: Script::new(include_str!("lua/retry.lua")),
+    cancel: Script::new(include_str!("lua/cancel.lua")),
 });
 
 /// The scripts.
