@@ -160,10 +160,12 @@ impl Drop for Paused {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        // The supervisor's children run in their own process group: kill the whole group
-        // of a supervisor too (best effort), then the process itself.
+        // A supervisor's worker processes run in process groups of their own (and would
+        // drain for the whole grace after it dies): kill them first, then the process.
         if let Some(pid) = self.child.id() {
-            let _ = kill(Pid::from_raw(-(pid as i32)), Signal::SIGKILL);
+            for child in self.child_pids() {
+                let _ = kill(Pid::from_raw(child), Signal::SIGKILL);
+            }
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
         }
     }
