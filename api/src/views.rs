@@ -6,7 +6,7 @@ use longhaul_jobs::time::{Millis, from_millis};
 use serde::Serialize;
 
 /// `GET /v1/jobs/{id}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct JobView {
     pub id: String,
     pub kind: JobKind,
@@ -22,12 +22,13 @@ pub(crate) struct JobView {
     pub finished_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_attempt_at: Option<DateTime<Utc>>,
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
     pub links: Links,
 }
 
 /// Hypermedia links of a job.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Links {
     #[serde(rename = "self")]
     pub self_: String,
@@ -67,7 +68,7 @@ impl From<JobRecord> for JobView {
 }
 
 /// The `202 Accepted` body of a new job.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct AcceptedView {
     pub id: String,
     pub kind: JobKind,
@@ -77,7 +78,7 @@ pub(crate) struct AcceptedView {
 }
 
 /// A page of `GET /v1/jobs`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct JobPage {
     pub data: Vec<JobView>,
     pub next_cursor: Option<String>,

@@ -153,9 +153,129 @@ pub const ENV_VARS: &[EnvVar] = &[
         doc: "Largest request body the API accepts (413 above).",
     },
     EnvVar {
+        name: "LONGHAUL_REQUEST_TIMEOUT_SECS",
+        default: "75",
+        doc: "Longest the API works on one request before answering `503` (code `timeout`). Above the 60 s long-poll maximum.",
+    },
+    EnvVar {
+        name: "LONGHAUL_RATE_SUBMIT_PER_SEC",
+        default: "100",
+        doc: "Sustained rate of `POST /v1/jobs`, `DELETE` and `retry` per tenant (GCRA in Redis, checked in the enqueue script itself); `429 rate_limited` above it.",
+    },
+    EnvVar {
+        name: "LONGHAUL_RATE_SUBMIT_BURST",
+        default: "200",
+        doc: "Requests a tenant may send at once on top of the submit rate.",
+    },
+    EnvVar {
+        name: "LONGHAUL_RATE_READ_PER_SEC",
+        default: "500",
+        doc: "Sustained rate of `GET /v1/jobs...` per tenant (its own bucket).",
+    },
+    EnvVar {
+        name: "LONGHAUL_RATE_READ_BURST",
+        default: "1000",
+        doc: "Reads a tenant may send at once on top of the read rate.",
+    },
+    EnvVar {
+        name: "LONGHAUL_TENANT_MAX_QUEUED",
+        default: "10000",
+        doc: "Jobs one tenant may have queued at once (waiting to run or to retry); a submit above it gets `429 quota_exceeded`. Keeps one tenant from burying the others' jobs.",
+    },
+    EnvVar {
+        name: "LONGHAUL_JWT_HS256_SECRET",
+        default: "",
+        doc: "Enables JWT Bearer tokens signed with this HS256 secret (at least 32 bytes). Never logged.",
+    },
+    EnvVar {
+        name: "LONGHAUL_JWT_PUBLIC_KEY",
+        default: "",
+        doc: "Enables JWT Bearer tokens verified with this PEM public key (RSA, EC or Ed25519; `\\n` escapes allowed). Exclusive with the HS256 secret.",
+    },
+    EnvVar {
+        name: "LONGHAUL_JWT_ALGORITHM",
+        default: "",
+        doc: "JWT algorithm for the public key (`RS256`, `RS384`, `RS512`, `PS256`, `PS384`, `PS512`, `ES256`, `ES384`, `EdDSA`); by default taken from the key type (RSA: `RS256`, EC: `ES256`, Ed25519: `EdDSA`).",
+    },
+    EnvVar {
+        name: "LONGHAUL_JWT_AUDIENCE",
+        default: "",
+        doc: "Required `aud` of JWTs (required when JWT is enabled).",
+    },
+    EnvVar {
+        name: "LONGHAUL_JWT_ISSUER",
+        default: "",
+        doc: "Required `iss` of JWTs (required when JWT is enabled).",
+    },
+    EnvVar {
+        name: "LONGHAUL_CORS_ORIGINS",
+        default: "",
+        doc: "Comma-separated origins allowed to call the API from a browser (`https://app.example.com`); empty: no CORS headers.",
+    },
+    EnvVar {
+        name: "LONGHAUL_HSTS",
+        default: "false",
+        doc: "Send `Strict-Transport-Security` (set it when TLS terminates in front of the API).",
+    },
+    EnvVar {
         name: "LONGHAUL_ARCHIVE_BATCH",
         default: "500",
         doc: "Finished jobs written to Postgres per batch.",
+    },
+    EnvVar {
+        name: "LONGHAUL_WORKER_METRICS_PORT",
+        default: "9090",
+        doc: "Port (on `LONGHAUL_BIND`) where a worker host's supervisor serves `/metrics` for all its worker processes, and `/readyz`; `0` turns it off.",
+    },
+    EnvVar {
+        name: "LONGHAUL_SCHEDULER_LEASE_SECS",
+        default: "10",
+        doc: "Leader lease of the scheduler: when the leading scheduler dies, another one leads within this time.",
+    },
+    EnvVar {
+        name: "LONGHAUL_SCHEDULE_RESCUE_LEASES",
+        default: "*/5 * * * * *",
+        doc: "When the scheduler puts jobs with expired leases back in the queue (6-field cron: sec min hour day month weekday, UTC). Worker processes do it too, every 500 ms.",
+    },
+    EnvVar {
+        name: "LONGHAUL_SCHEDULE_PROMOTE_DUE",
+        default: "* * * * * *",
+        doc: "When the scheduler moves due retries to the queue (cron). Worker processes do it too, every 500 ms.",
+    },
+    EnvVar {
+        name: "LONGHAUL_SCHEDULE_CACHE_CLEANUP",
+        default: "0 */5 * * * *",
+        doc: "When the scheduler evicts result-cache entries without a TTL or over `LONGHAUL_CACHE_MAX_ENTRIES` (cron).",
+    },
+    EnvVar {
+        name: "LONGHAUL_SCHEDULE_KEY_EXPIRY",
+        default: "30 * * * * *",
+        doc: "When the scheduler disables expired API keys, purges old revoked ones and trims tenant job indexes in Redis (cron).",
+    },
+    EnvVar {
+        name: "LONGHAUL_SCHEDULE_RESULT_RETENTION",
+        default: "0 17 * * * *",
+        doc: "When the scheduler deletes archived jobs older than `LONGHAUL_ARCHIVE_RETENTION_DAYS` (cron; hourly, in batches).",
+    },
+    EnvVar {
+        name: "LONGHAUL_SCHEDULE_METRICS_ROLLUP",
+        default: "15 */5 * * * *",
+        doc: "When the scheduler rolls finished jobs up into hourly usage rows (`GET /v1/admin/usage`) (cron).",
+    },
+    EnvVar {
+        name: "LONGHAUL_ARCHIVE_RETENTION_DAYS",
+        default: "30",
+        doc: "Archived jobs are deleted from Postgres this many days after they finished (hourly usage rollups are kept).",
+    },
+    EnvVar {
+        name: "LONGHAUL_KEY_RETENTION_DAYS",
+        default: "30",
+        doc: "Revoked and expired API keys are deleted this many days after they stopped working (kept a while so `keys list` can explain a 401).",
+    },
+    EnvVar {
+        name: "LONGHAUL_CACHE_MAX_ENTRIES",
+        default: "100000",
+        doc: "Most result-cache entries kept in Redis; the cache cleanup evicts those closest to expiry above it.",
     },
     EnvVar {
         name: "LONGHAUL_LOG_FORMAT",
@@ -182,7 +302,12 @@ pub fn env_table_markdown() -> String {
             .all(|c| c.is_ascii_uppercase() || c == '_')
         {
             format!("`{}`", var.default)
-        } else if var.default.contains(' ') {
+        } else if var.default.contains(' ')
+            && var
+                .default
+                .chars()
+                .all(|c| c.is_ascii_alphabetic() || c == ' ')
+        {
             var.default.to_owned()
         } else {
             format!("`{}`", var.default)
@@ -252,6 +377,43 @@ pub struct WorkerConfig {
     pub breaker_threshold: u32,
     /// First cool-down of an open breaker.
     pub breaker_cooldown: Duration,
+    /// Port of the supervisor's `/metrics` and `/readyz`; `None`: off.
+    pub metrics_port: Option<u16>,
+}
+
+/// The maintenance tasks the scheduler runs, each with the variable of its schedule.
+pub const SCHEDULED_TASKS: [(&str, &str); 6] = [
+    ("rescue_leases", "LONGHAUL_SCHEDULE_RESCUE_LEASES"),
+    ("promote_due", "LONGHAUL_SCHEDULE_PROMOTE_DUE"),
+    ("cache_cleanup", "LONGHAUL_SCHEDULE_CACHE_CLEANUP"),
+    ("key_expiry", "LONGHAUL_SCHEDULE_KEY_EXPIRY"),
+    ("result_retention", "LONGHAUL_SCHEDULE_RESULT_RETENTION"),
+    ("metrics_rollup", "LONGHAUL_SCHEDULE_METRICS_ROLLUP"),
+];
+
+/// The scheduler: its leader lease, the schedule of each task, and what the tasks keep.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// Leader lease.
+    pub lease: Duration,
+    /// `(task, schedule)` for each of [`SCHEDULED_TASKS`], in that order.
+    pub schedules: Vec<(&'static str, cron::Schedule)>,
+    /// How long archived jobs are kept after they finished.
+    pub archive_retention: Duration,
+    /// How long revoked and expired API keys are kept after they stopped working.
+    pub key_retention: Duration,
+    /// Most result-cache entries kept.
+    pub cache_max_entries: u64,
+}
+
+impl SchedulerConfig {
+    /// The schedule of `task`, if it is one of [`SCHEDULED_TASKS`].
+    pub fn schedule(&self, task: &str) -> Option<&cron::Schedule> {
+        self.schedules
+            .iter()
+            .find(|(name, _)| *name == task)
+            .map(|(_, schedule)| schedule)
+    }
 }
 
 /// Retry timing.
@@ -261,6 +423,72 @@ pub struct RetryConfig {
     pub base: Duration,
     /// Cap on one delay.
     pub max: Duration,
+}
+
+/// One rate-limit bucket: a sustained rate and a burst on top of it (GCRA).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// Requests per second, sustained.
+    pub per_sec: f64,
+    /// Requests allowed at once.
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// Time between two requests at the sustained rate, in microseconds (at least 1).
+    pub fn emission_interval_micros(&self) -> u64 {
+        ((1_000_000.0 / self.per_sec).round() as u64).max(1)
+    }
+}
+
+/// What verifies JWT signatures.
+#[derive(Clone, PartialEq, Eq)]
+pub enum JwtKey {
+    /// An HS256 shared secret.
+    Hs256Secret(String),
+    /// A PEM public key (RSA, EC or Ed25519).
+    PublicKeyPem(String),
+}
+
+impl std::fmt::Debug for JwtKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JwtKey::Hs256Secret(_) => f.write_str("Hs256Secret([redacted])"),
+            JwtKey::PublicKeyPem(_) => f.write_str("PublicKeyPem(..)"),
+        }
+    }
+}
+
+/// JWT Bearer tokens, when enabled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtConfig {
+    /// The verification key.
+    pub key: JwtKey,
+    /// `LONGHAUL_JWT_ALGORITHM`, when set (checked against the key by the API at start).
+    pub algorithm: Option<String>,
+    /// Required `aud`.
+    pub audience: String,
+    /// Required `iss`.
+    pub issuer: String,
+}
+
+/// The API's front door: who may call it, how often, and how it answers browsers.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// JWT Bearer tokens; `None`: API keys only.
+    pub jwt: Option<JwtConfig>,
+    /// Bucket of submits (and cancels, retries) per tenant.
+    pub submit_rate: RateLimit,
+    /// Bucket of reads per tenant.
+    pub read_rate: RateLimit,
+    /// Jobs a tenant may have queued at once.
+    pub tenant_max_queued: u64,
+    /// Origins allowed by CORS; empty: no CORS.
+    pub cors_origins: Vec<String>,
+    /// Send `Strict-Transport-Security`.
+    pub hsts: bool,
+    /// Longest one request may take.
+    pub request_timeout: Duration,
 }
 
 /// The whole configuration of a longhaul process.
@@ -294,6 +522,10 @@ pub struct Config {
     pub archive_batch: usize,
     /// Log line format.
     pub log_format: LogFormat,
+    /// Auth, rate limits and HTTP hardening of the API.
+    pub api: ApiConfig,
+    /// The scheduler and its maintenance tasks.
+    pub scheduler: SchedulerConfig,
 }
 
 impl Config {
@@ -371,6 +603,8 @@ impl Config {
                 breaker_cooldown: Duration::from_secs(
                     env.positive("LONGHAUL_BREAKER_COOLDOWN_SECS")?,
                 ),
+                metrics_port: Some(env.required_or_default("LONGHAUL_WORKER_METRICS_PORT")?)
+                    .filter(|port: &u16| *port != 0),
             },
             limits: crate::job::Limits {
                 default_max_attempts: max_attempts,
@@ -388,8 +622,122 @@ impl Config {
             max_body_bytes: env.positive("LONGHAUL_MAX_BODY_BYTES")?,
             archive_batch: env.positive("LONGHAUL_ARCHIVE_BATCH")?,
             log_format,
+            api: parse_api(&env)?,
+            scheduler: parse_scheduler(&env)?,
         })
     }
+}
+
+fn parse_scheduler(env: &Env<'_>) -> Result<SchedulerConfig, ConfigError> {
+    const DAY: u64 = 24 * 3600;
+    let mut schedules = Vec::with_capacity(SCHEDULED_TASKS.len());
+    for (task, var) in SCHEDULED_TASKS {
+        let raw: String = env.required_or_default(var)?;
+        let schedule = raw.trim().parse::<cron::Schedule>().map_err(|e| {
+            env.error(
+                var,
+                &raw,
+                format!("expected a 6-field cron expression (sec min hour day month weekday): {e}"),
+            )
+        })?;
+        schedules.push((task, schedule));
+    }
+    Ok(SchedulerConfig {
+        lease: Duration::from_secs(env.positive("LONGHAUL_SCHEDULER_LEASE_SECS")?),
+        schedules,
+        archive_retention: Duration::from_secs(
+            DAY.saturating_mul(env.positive("LONGHAUL_ARCHIVE_RETENTION_DAYS")?),
+        ),
+        key_retention: Duration::from_secs(
+            DAY.saturating_mul(env.positive("LONGHAUL_KEY_RETENTION_DAYS")?),
+        ),
+        cache_max_entries: env.positive("LONGHAUL_CACHE_MAX_ENTRIES")?,
+    })
+}
+
+fn parse_api(env: &Env<'_>) -> Result<ApiConfig, ConfigError> {
+    let rate = |per_sec: &'static str, burst: &'static str| -> Result<RateLimit, ConfigError> {
+        let rate: f64 = env.required_or_default(per_sec)?;
+        if !rate.is_finite() || rate <= 0.0 {
+            return Err(env.error(per_sec, &rate.to_string(), "must be a positive number"));
+        }
+        Ok(RateLimit {
+            per_sec: rate,
+            burst: env.positive(burst)?,
+        })
+    };
+    let set = |name: &'static str| {
+        let _ = Env::documented_default(name);
+        env.raw(name).filter(|v| !v.trim().is_empty())
+    };
+    let key = match (
+        set("LONGHAUL_JWT_HS256_SECRET"),
+        set("LONGHAUL_JWT_PUBLIC_KEY"),
+    ) {
+        (Some(_), Some(_)) => {
+            return Err(env.error(
+                "LONGHAUL_JWT_PUBLIC_KEY",
+                "(a PEM key)",
+                "set either LONGHAUL_JWT_HS256_SECRET or LONGHAUL_JWT_PUBLIC_KEY, not both",
+            ));
+        }
+        (Some(secret), None) => {
+            if secret.len() < 32 {
+                return Err(env.error(
+                    "LONGHAUL_JWT_HS256_SECRET",
+                    "(hidden)",
+                    "must be at least 32 bytes",
+                ));
+            }
+            Some(JwtKey::Hs256Secret(secret))
+        }
+        // Keys pasted into one-line env files carry `\n` escapes.
+        (None, Some(pem)) => Some(JwtKey::PublicKeyPem(pem.replace("\\n", "\n"))),
+        (None, None) => None,
+    };
+    let jwt = match key {
+        None => None,
+        Some(key) => {
+            let required = |name: &'static str| {
+                set(name)
+                    .map(|v| v.trim().to_owned())
+                    .ok_or_else(|| env.error(name, "", "is required when JWT is enabled"))
+            };
+            Some(JwtConfig {
+                key,
+                algorithm: set("LONGHAUL_JWT_ALGORITHM").map(|a| a.trim().to_owned()),
+                audience: required("LONGHAUL_JWT_AUDIENCE")?,
+                issuer: required("LONGHAUL_JWT_ISSUER")?,
+            })
+        }
+    };
+    let cors_origins = set("LONGHAUL_CORS_ORIGINS")
+        .unwrap_or_default()
+        .split(',')
+        .map(|o| o.trim().trim_end_matches('/').to_owned())
+        .filter(|o| !o.is_empty())
+        .collect::<Vec<_>>();
+    for origin in &cors_origins {
+        let ok = Url::parse(origin).is_ok_and(|u| {
+            matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.path() == "/"
+        });
+        if !ok {
+            return Err(env.error(
+                "LONGHAUL_CORS_ORIGINS",
+                origin,
+                "expected origins like https://app.example.com, comma-separated",
+            ));
+        }
+    }
+    Ok(ApiConfig {
+        jwt,
+        submit_rate: rate("LONGHAUL_RATE_SUBMIT_PER_SEC", "LONGHAUL_RATE_SUBMIT_BURST")?,
+        read_rate: rate("LONGHAUL_RATE_READ_PER_SEC", "LONGHAUL_RATE_READ_BURST")?,
+        tenant_max_queued: env.positive("LONGHAUL_TENANT_MAX_QUEUED")?,
+        cors_origins,
+        hsts: env.required_or_default("LONGHAUL_HSTS")?,
+        request_timeout: Duration::from_secs(env.positive("LONGHAUL_REQUEST_TIMEOUT_SECS")?),
+    })
 }
 
 fn parse_base_url(raw: &str) -> Result<Url, &'static str> {
@@ -523,6 +871,30 @@ mod tests {
     }
 
     #[test]
+    fn every_scheduled_task_has_a_valid_default_schedule_and_the_lease_is_configurable() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.scheduler.lease, Duration::from_secs(10));
+        assert_eq!(c.scheduler.schedules.len(), SCHEDULED_TASKS.len());
+        assert_eq!(
+            c.scheduler.archive_retention,
+            Duration::from_secs(30 * 24 * 3600)
+        );
+        assert_eq!(c.worker.metrics_port, Some(9090));
+        let c = config(&[
+            ("LONGHAUL_SCHEDULER_LEASE_SECS", "2"),
+            ("LONGHAUL_SCHEDULE_KEY_EXPIRY", "*/2 * * * * *"),
+            ("LONGHAUL_WORKER_METRICS_PORT", "0"),
+        ])
+        .unwrap();
+        assert_eq!(c.scheduler.lease, Duration::from_secs(2));
+        assert_eq!(
+            c.scheduler.schedule("key_expiry").unwrap().source(),
+            "*/2 * * * * *"
+        );
+        assert_eq!(c.worker.metrics_port, None);
+    }
+
+    #[test]
     fn the_readme_configuration_table_is_generated_from_env_vars() {
         let readme = include_str!("../../README.md");
         let start = readme
@@ -549,6 +921,10 @@ mod tests {
             ("LONGHAUL_AI_BASE_URL", "ftp://x"),
             ("LONGHAUL_MAX_ATTEMPTS", "26"),
             ("LONGHAUL_REDIS_PREFIX", "{x}"),
+            ("LONGHAUL_SCHEDULE_KEY_EXPIRY", "every minute"),
+            ("LONGHAUL_SCHEDULE_PROMOTE_DUE", "* * * *"),
+            ("LONGHAUL_SCHEDULER_LEASE_SECS", "0"),
+            ("LONGHAUL_WORKER_METRICS_PORT", "http"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var, "{value}");
@@ -556,5 +932,67 @@ mod tests {
         }
         let err = Config::from_lookup(|_| None).unwrap_err();
         assert_eq!(err.var, "REDIS_URL");
+    }
+
+    #[test]
+    fn jwt_needs_one_key_an_audience_and_an_issuer_and_never_shows_the_secret() {
+        let secret = "s".repeat(32);
+        assert!(config(&[]).unwrap().api.jwt.is_none());
+        let err = config(&[("LONGHAUL_JWT_HS256_SECRET", &secret)]).unwrap_err();
+        assert_eq!(err.var, "LONGHAUL_JWT_AUDIENCE");
+        let err = config(&[
+            ("LONGHAUL_JWT_HS256_SECRET", &secret),
+            ("LONGHAUL_JWT_AUDIENCE", "longhaul"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "LONGHAUL_JWT_ISSUER");
+        let err = config(&[("LONGHAUL_JWT_HS256_SECRET", "short-secret")]).unwrap_err();
+        assert!(!err.to_string().contains("short-secret"));
+        let err = config(&[
+            ("LONGHAUL_JWT_HS256_SECRET", &secret),
+            ("LONGHAUL_JWT_PUBLIC_KEY", "-----BEGIN PUBLIC KEY-----"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "LONGHAUL_JWT_PUBLIC_KEY");
+        let c = config(&[
+            ("LONGHAUL_JWT_HS256_SECRET", &secret),
+            ("LONGHAUL_JWT_AUDIENCE", "longhaul"),
+            ("LONGHAUL_JWT_ISSUER", "https://auth.example.com"),
+        ])
+        .unwrap();
+        let jwt = c.api.jwt.unwrap();
+        assert_eq!(jwt.key, JwtKey::Hs256Secret(secret.clone()));
+        assert!(!format!("{jwt:?}").contains(&secret));
+    }
+
+    #[test]
+    fn front_door_limits_have_defaults_and_reject_bad_values() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.api.submit_rate.burst, 200);
+        assert_eq!(c.api.submit_rate.emission_interval_micros(), 10_000);
+        assert_eq!(c.api.read_rate.emission_interval_micros(), 2_000);
+        assert_eq!(c.api.tenant_max_queued, 10_000);
+        assert_eq!(c.api.request_timeout, Duration::from_secs(75));
+        assert!(c.api.cors_origins.is_empty() && !c.api.hsts);
+        let c = config(&[(
+            "LONGHAUL_CORS_ORIGINS",
+            " https://app.example.com/, http://localhost:3000 ",
+        )])
+        .unwrap();
+        assert_eq!(
+            c.api.cors_origins,
+            ["https://app.example.com", "http://localhost:3000"]
+        );
+        for (var, value) in [
+            ("LONGHAUL_RATE_SUBMIT_PER_SEC", "0"),
+            ("LONGHAUL_RATE_READ_PER_SEC", "NaN"),
+            ("LONGHAUL_RATE_READ_BURST", "0"),
+            ("LONGHAUL_TENANT_MAX_QUEUED", "-1"),
+            ("LONGHAUL_CORS_ORIGINS", "app.example.com"),
+            ("LONGHAUL_CORS_ORIGINS", "https://app.example.com/path"),
+            ("LONGHAUL_HSTS", "yes please"),
+        ] {
+            assert_eq!(config(&[(var, value)]).unwrap_err().var, var, "{value}");
+        }
     }
 }

@@ -7,12 +7,14 @@
 //! - [`config`]: every environment variable, typed and validated at start.
 //! - [`retry`]: how long a failed attempt waits before the next one.
 //! - [`telemetry`]: structured logs.
+//! - [`metrics`]: the Prometheus families every process exports.
 
 pub mod api_key;
 pub mod archive;
 pub mod config;
 pub mod ids;
 pub mod job;
+pub mod metrics;
 pub mod provider;
 pub mod retry;
 pub mod store;

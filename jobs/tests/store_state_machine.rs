@@ -11,7 +11,7 @@ use futures::stream::{self, StreamExt};
 use longhaul_jobs::job::{
     ErrorCode, JobError, JobKind, JobResult, JobSpec, JobStatus, Limits, Usage,
 };
-use longhaul_jobs::store::{ClaimedJob, Enqueued, FailOutcome, Maintained, RedisStore, StoreError};
+use longhaul_jobs::store::{ClaimedJob, Enqueued, FailOutcome, Maintained, RedisStore, Requeue, StoreError};
 use longhaul_jobs::time::Millis;
 use longhaul_jobs::{JobId, TenantId};
 use redis::AsyncCommands;
@@ -240,7 +240,7 @@ async fn a_stale_attempt_cannot_write_after_its_lease_was_rescued() {
     let err = error(ErrorCode::Timeout);
     let failed = s.fail(&old, &err, true, Duration::ZERO, TTL).await;
     assert_eq!(failed.unwrap(), FailOutcome::Stale);
-    assert!(!s.release(&old).await.unwrap());
+    assert!(!s.release(&old, Requeue::Front).await.unwrap());
     let lost = s
         .heartbeat(KIND, LONG_LEASE, &[(id, old.token)])
         .await
@@ -368,7 +368,7 @@ async fn release_gives_the_attempt_back_and_the_job_is_claimed_next() {
 
     let job = t.claim_one(LONG_LEASE).await.unwrap();
     assert_eq!((job.id, job.attempt), (first, 1));
-    assert!(t.store.release(&job).await.unwrap());
+    assert!(t.store.release(&job, Requeue::Front).await.unwrap());
 
     let record = t.record(first).await;
     assert_eq!(record.status, JobStatus::Queued);

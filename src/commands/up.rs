@@ -45,6 +45,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         config.worker.processes,
         config.worker.shutdown_grace,
         &worker_command,
+        super::worker::host_endpoint(&config)?,
     )
     .await;
     let api = api.await;

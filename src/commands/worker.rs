@@ -15,9 +15,27 @@ pub async fn supervise(config: Config) -> anyhow::Result<()> {
         config.worker.processes,
         config.worker.shutdown_grace,
         &command,
+        host_endpoint(&config)?,
     )
     .await?;
     Ok(())
+}
+
+/// Where the supervisor serves the host's `/metrics` and `/readyz`
+/// (`LONGHAUL_BIND:LONGHAUL_WORKER_METRICS_PORT`), unless the port is 0.
+pub fn host_endpoint(config: &Config) -> anyhow::Result<Option<longhaul_worker::HostEndpoint>> {
+    let Some(port) = config.worker.metrics_port else {
+        return Ok(None);
+    };
+    let ip: std::net::IpAddr = config
+        .bind
+        .parse()
+        .with_context(|| format!("LONGHAUL_BIND is not an IP address: {}", config.bind))?;
+    Ok(Some(longhaul_worker::HostEndpoint {
+        addr: (ip, port).into(),
+        redis_url: config.redis_url.clone(),
+        redis_prefix: config.redis_prefix.clone(),
+    }))
 }
 
 /// Runs worker process number `index`.

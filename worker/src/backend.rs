@@ -20,7 +20,7 @@ use apalis_core::task::task_id::RandomId;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use longhaul_jobs::job::JobKind;
-use longhaul_jobs::store::{ClaimedJob, RedisStore, WakeListener};
+use longhaul_jobs::store::{ClaimedJob, RedisStore, Requeue, WakeListener};
 use std::sync::Arc;
 
 use crate::breaker::{Admission, Breaker};
@@ -161,7 +161,7 @@ impl Backend for ClaimBackend {
                     let store = self.store.clone();
                     self.release = Some(
                         async move {
-                            if let Err(e) = store.release(&job).await {
+                            if let Err(e) = store.release(&job, Requeue::Front).await {
                                 tracing::warn!(error = %e, job_id = %job.id, "could not give back a job claimed during shutdown; its lease will expire");
                             }
                         }

@@ -4,8 +4,9 @@
 //! unreachable) it opens: the process stops claiming jobs, so queued jobs wait instead of
 //! burning attempts against a provider that is down. Attempts that fail while it is open are
 //! given back to the queue unspent. After a cool-down one probe job is let through: its
-//! success closes the breaker; its failure counts as an attempt (the probe is an ordinary
-//! attempt) and reopens the breaker for twice as long, up to a cap.
+//! success closes the breaker; its failure reopens the breaker for twice as long, up to a
+//! cap, and gives the probe's job back unspent too, at the back of the queue, so the next
+//! probe is another job: a job that fails only for itself cannot hold the breaker open.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -47,8 +48,7 @@ pub(crate) enum Verdict {
     Release,
 }
 
-/// The breaker's state, as tests observe it.
-#[cfg(test)]
+/// The breaker's state, as tests and `/readyz` observe it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BreakerState {
     /// Calls flow.
@@ -69,6 +69,17 @@ pub(crate) struct Breaker {
     max_cooldown: Duration,
 }
 
+impl BreakerState {
+    /// How `/readyz` names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half_open",
+        }
+    }
+}
+
 impl Breaker {
     pub(crate) fn new(threshold: u32, base_cooldown: Duration, max_cooldown: Duration) -> Self {
         Self {
@@ -85,7 +96,6 @@ impl Breaker {
     }
 
     /// The state now.
-    #[cfg(test)]
     pub fn state(&self) -> BreakerState {
         match *self.lock() {
             Mode::Closed { .. } => BreakerState::Closed,
@@ -196,7 +206,8 @@ impl Breaker {
                     cooldown,
                 };
                 self.changed.notify_waiters();
-                Verdict::Count
+                // The provider is still down: the probe's job is not at fault either.
+                Verdict::Release
             }
             Mode::Open { .. } | Mode::HalfOpen { .. } => Verdict::Release,
         }
@@ -264,7 +275,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_probe_counts_and_reopens_for_longer() {
+    async fn a_failed_probe_reopens_for_longer_and_spends_no_attempt() {
         let b = breaker();
         for _ in 0..3 {
             b.on_provider_failure(JobId::new());
@@ -272,7 +283,7 @@ mod tests {
         assert_eq!(b.admit().await, Admission::Probe);
         let probe = JobId::new();
         b.probe_claimed(Some(probe));
-        assert_eq!(b.on_provider_failure(probe), Verdict::Count);
+        assert_eq!(b.on_provider_failure(probe), Verdict::Release);
         assert_eq!(b.state(), BreakerState::Open);
         match *b.lock() {
             Mode::Open { cooldown, .. } => assert_eq!(cooldown, Duration::from_millis(100)),

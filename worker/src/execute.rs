@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use apalis::prelude::{BoxDynError, Data};
 use longhaul_jobs::job::{ErrorCode, JobError};
+use longhaul_jobs::metrics::{self, JobOutcome};
 use longhaul_jobs::provider::{Completion, ProviderError};
-use longhaul_jobs::store::{ClaimedJob, FailOutcome, StoreError};
+use longhaul_jobs::store::{ClaimedJob, FailOutcome, Requeue, StoreError};
 use tracing::Instrument;
 
 use crate::breaker::Verdict;
@@ -58,11 +59,23 @@ async fn attempt(job: ClaimedJob, state: &PoolState) {
                     .fail(&job, &error, false, Duration::ZERO, state.result_ttl)
             })
             .await;
+            metrics::get().job(job.kind, JobOutcome::Failed);
             return;
         }
     };
     let lease = state.leases.hold(&job);
     tracing::info!("attempt started");
+    let _running = metrics::get().attempt_running(job.kind);
+    let started = std::time::Instant::now();
+    let ended = |outcome: JobOutcome| record(&job, outcome, started);
+    metrics::get().job(job.kind, JobOutcome::Started);
+    if job.attempt == 1 {
+        let waited = longhaul_jobs::time::now_millis().saturating_sub(job.created_at);
+        metrics::get()
+            .queue_wait
+            .with_label_values(&[job.kind.as_str()])
+            .observe(waited.max(0) as f64 / 1000.0);
+    }
     let timeout = Duration::from_secs(u64::from(spec.timeout_secs));
     let ending = tokio::select! {
         result = state.provider.complete(job.id, job.attempt, spec, timeout) => Ending::Finished(result),
@@ -79,7 +92,10 @@ async fn attempt(job: ClaimedJob, state: &PoolState) {
             })
             .await;
             match written {
-                Some(true) => tracing::info!(tokens = done.usage.total_tokens, "attempt succeeded"),
+                Some(true) => {
+                    ended(JobOutcome::Succeeded);
+                    tracing::info!(tokens = done.usage.total_tokens, "attempt succeeded")
+                }
                 Some(false) => {
                     tracing::warn!("attempt finished after losing its lease; result discarded")
                 }
@@ -90,7 +106,8 @@ async fn attempt(job: ClaimedJob, state: &PoolState) {
             if error.is_retryable()
                 && state.breaker.on_provider_failure(job.id) == Verdict::Release =>
         {
-            if let Some(true) = write(state, "release", || state.store.release(&job)).await {
+            if let Some(true) = write(state, "release", || state.store.release(&job, Requeue::Back)).await {
+                ended(JobOutcome::Released);
                 tracing::warn!(error = %error, "provider failing while the circuit breaker is open; job put back unspent");
             }
         }
@@ -111,9 +128,11 @@ async fn attempt(job: ClaimedJob, state: &PoolState) {
             .await;
             match outcome {
                 Some(FailOutcome::RetryAt(due)) => {
+                    ended(JobOutcome::Retried);
                     tracing::warn!(error = %error, code = decision.error.code.as_str(), retry_at_ms = due, "attempt failed; retry scheduled")
                 }
                 Some(FailOutcome::Failed) => {
+                    ended(JobOutcome::Failed);
                     tracing::warn!(error = %error, code = decision.error.code.as_str(), "job failed")
                 }
                 Some(FailOutcome::Stale) => {
@@ -127,12 +146,22 @@ async fn attempt(job: ClaimedJob, state: &PoolState) {
         }
         Ending::Interrupted => {
             state.breaker.on_inconclusive(job.id);
-            if let Some(true) = write(state, "release", || state.store.release(&job)).await {
+            if let Some(true) = write(state, "release", || state.store.release(&job, Requeue::Front)).await {
+                ended(JobOutcome::Released);
                 tracing::info!("shutdown grace over; job put back in the queue");
             }
         }
     }
     drop(lease);
+}
+
+/// Counts how an attempt ended, and its duration.
+fn record(job: &ClaimedJob, outcome: JobOutcome, started: std::time::Instant) {
+    let m = metrics::get();
+    m.job(job.kind, outcome);
+    m.job_duration
+        .with_label_values(&[job.kind.as_str(), outcome.as_str()])
+        .observe(started.elapsed().as_secs_f64());
 }
 
 /// Writes an outcome, retrying through short Redis outages: a result is worth waiting for.

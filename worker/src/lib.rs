@@ -11,12 +11,16 @@
 //! - `breaker`: stops claiming while the provider is down, so jobs wait instead of failing.
 //! - `drain`: the shutdown signal: stop claiming, then (after the grace) give work back.
 //! - `archiver`: moves finished jobs from the Redis stream into Postgres.
+//! - `exporter`: a worker process's own metrics, for its supervisor.
+//! - [`host_endpoint`]: the supervisor's one `/metrics` and `/readyz` for the whole host.
 
 mod archiver;
 mod backend;
 mod breaker;
 mod drain;
 mod execute;
+mod exporter;
+pub mod host_endpoint;
 mod lease;
 mod maintenance;
 pub mod pool;
@@ -24,5 +28,6 @@ mod retry;
 pub mod supervisor;
 
 pub use drain::{Shutdown, ShutdownTrigger};
+pub use host_endpoint::HostEndpoint;
 pub use pool::run_child;
 pub use supervisor::run_supervisor;

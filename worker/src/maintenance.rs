@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use longhaul_jobs::job::JobKind;
+use longhaul_jobs::metrics::{self, JobOutcome};
 use longhaul_jobs::store::RedisStore;
 
 use crate::drain::Shutdown;
@@ -30,10 +31,14 @@ pub(crate) async fn run(
         }
         for kind in JobKind::ALL {
             match store.maintain(kind, CHUNK, MAX_CHUNKS, result_ttl).await {
-                Ok(m) if m.promoted + m.rescued + m.failed > 0 => tracing::info!(
-                    %kind, promoted = m.promoted, rescued = m.rescued, failed_worker_lost = m.failed,
-                    "maintenance moved jobs"
-                ),
+                Ok(m) if m.promoted + m.rescued + m.failed > 0 => {
+                    metrics::get().jobs_by(kind, JobOutcome::Rescued, m.rescued);
+                    metrics::get().jobs_by(kind, JobOutcome::Failed, m.failed);
+                    tracing::info!(
+                        %kind, promoted = m.promoted, rescued = m.rescued, failed_worker_lost = m.failed,
+                        "maintenance moved jobs"
+                    )
+                }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, %kind, "maintenance failed; will retry"),
             }

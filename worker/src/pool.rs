@@ -10,6 +10,7 @@ use futures::{FutureExt, StreamExt};
 use longhaul_jobs::Config;
 use longhaul_jobs::archive::Archive;
 use longhaul_jobs::job::JobKind;
+use longhaul_jobs::metrics;
 use longhaul_jobs::provider::ProviderClient;
 use longhaul_jobs::retry::RetryPolicy;
 use longhaul_jobs::store::{EventListener, RedisStore};
@@ -19,7 +20,7 @@ use crate::backend::ClaimBackend;
 use crate::breaker::Breaker;
 use crate::drain::{Shutdown, ShutdownTrigger};
 use crate::lease::Leases;
-use crate::{archiver, execute, maintenance};
+use crate::{archiver, execute, exporter, maintenance};
 
 /// Longest pause of an open circuit breaker: a provider back after an outage is used
 /// within a minute.
@@ -62,7 +63,8 @@ pub async fn run_child(config: Config, worker_id: String) -> Result<(), PoolErro
     let (trigger, shutdown) = ShutdownTrigger::new();
     let trigger = Arc::new(trigger);
     spawn_signal_handler(trigger.clone(), config.worker.shutdown_grace)?;
-    run_pool(config, worker_id, shutdown).await
+    let export = config.worker.metrics_port.is_some();
+    run_pool_with(config, worker_id, shutdown, export).await
 }
 
 /// Runs the pools until `shutdown` drains them (used by `run_child` and by tests of the drain).
@@ -70,6 +72,16 @@ pub async fn run_pool(
     config: Config,
     worker_id: String,
     shutdown: Shutdown,
+) -> Result<(), PoolError> {
+    run_pool_with(config, worker_id, shutdown, false).await
+}
+
+/// [`run_pool`], serving this process's metrics to its supervisor when `export` is set.
+async fn run_pool_with(
+    config: Config,
+    worker_id: String,
+    shutdown: Shutdown,
+    export: bool,
 ) -> Result<(), PoolError> {
     let store = connect_store(&config, &shutdown).await?;
     let archive = Archive::connect_lazy(&config.database_url)?;
@@ -87,6 +99,12 @@ pub async fn run_pool(
             MAX_BREAKER_COOLDOWN,
         )),
     });
+    for kind in JobKind::ALL {
+        metrics::get().init_slots(kind, concurrency_of(&config, kind));
+    }
+    if export && let Err(e) = exporter::spawn(state.breaker.clone()).await {
+        tracing::warn!(error = %e, "cannot serve this process's metrics; the host's /metrics will miss it");
+    }
     tracing::info!(
         worker = %worker_id,
         generation = config.worker.generation_concurrency,
@@ -136,10 +154,7 @@ pub async fn run_pool(
     let pools: Vec<_> = JobKind::ALL
         .into_iter()
         .map(|kind| {
-            let concurrency = match kind {
-                JobKind::Generation => config.worker.generation_concurrency,
-                JobKind::Interpretation => config.worker.interpretation_concurrency,
-            };
+            let concurrency = concurrency_of(&config, kind);
             let backend = ClaimBackend::new(
                 store.clone(),
                 kind,
@@ -199,6 +214,14 @@ fn run_kind_pool(
         }
     }
     .boxed()
+}
+
+/// Concurrent attempts of `kind` per process.
+fn concurrency_of(config: &Config, kind: JobKind) -> usize {
+    match kind {
+        JobKind::Generation => config.worker.generation_concurrency,
+        JobKind::Interpretation => config.worker.interpretation_concurrency,
+    }
 }
 
 /// Connects to Redis, waiting for it if it is down at start (until shutdown).

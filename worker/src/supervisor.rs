@@ -15,7 +15,11 @@ use futures::StreamExt;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use signal_hook::consts::{SIGINT, SIGTERM};
+use tokio::io::AsyncBufReadExt;
 use tokio::process::{Child, Command};
+
+use crate::exporter::ANNOUNCE;
+use crate::host_endpoint::{Children, HostEndpoint};
 
 /// A child that ran this long is healthy: its restart backoff starts over.
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
@@ -54,12 +58,19 @@ fn restart_backoff() -> backoff::ExponentialBackoff {
 }
 
 /// Runs `processes` children until SIGTERM/SIGINT, then drains them within `grace`
-/// (+ a margin, after which stragglers are killed) and returns.
+/// (+ a margin, after which stragglers are killed) and returns. With an `endpoint`, serves
+/// the host's `/metrics` and `/readyz` there, covering every child.
 pub async fn run_supervisor(
     processes: usize,
     grace: Duration,
     command: &ChildCommand,
+    endpoint: Option<HostEndpoint>,
 ) -> Result<(), SupervisorError> {
+    let children = endpoint.map(|endpoint| {
+        let children = Children::new(processes);
+        crate::host_endpoint::spawn(endpoint, children.clone());
+        children
+    });
     let mut signals = signal_hook_tokio::Signals::new([SIGTERM, SIGINT])?;
     let mut slots: Vec<Slot> = (0..processes)
         .map(|index| Slot {
@@ -78,7 +89,7 @@ pub async fn run_supervisor(
                 .restart_at
                 .is_some_and(|at| at <= tokio::time::Instant::now())
             {
-                start(slot, command);
+                start(slot, command, children.as_ref());
             }
         }
         let next_restart = slots.iter().filter_map(|s| s.restart_at).min();
@@ -88,6 +99,10 @@ pub async fn run_supervisor(
             (index, status) = exited => {
                 let slot = &mut slots[index];
                 slot.child = None;
+                if let Some(children) = &children {
+                    children.set(index, None);
+                    children.restarted();
+                }
                 if slot.started.elapsed() >= HEALTHY_RUN {
                     slot.backoff.reset();
                 }
@@ -135,12 +150,18 @@ pub async fn run_supervisor(
     Ok(())
 }
 
-fn start(slot: &mut Slot, command: &ChildCommand) {
+fn start(slot: &mut Slot, command: &ChildCommand, children: Option<&Children>) {
     slot.restart_at = None;
     let mut cmd = command(slot.index);
     cmd.process_group(0).kill_on_drop(false);
+    if children.is_some() {
+        cmd.stdout(std::process::Stdio::piped());
+    }
     match cmd.spawn() {
-        Ok(child) => {
+        Ok(mut child) => {
+            if let (Some(children), Some(stdout)) = (children, child.stdout.take()) {
+                tokio::spawn(read_announcements(slot.index, stdout, children.clone()));
+            }
             tracing::info!(
                 child = slot.index,
                 pid = child.id(),
@@ -156,6 +177,22 @@ fn start(slot: &mut Slot, command: &ChildCommand) {
                 .unwrap_or(Duration::from_secs(30));
             tracing::error!(child = slot.index, error = %e, "cannot start worker process; retrying");
             slot.restart_at = Some(tokio::time::Instant::now() + delay);
+        }
+    }
+}
+
+/// Reads a child's stdout: its metrics address (announced once), and passes anything else
+/// through to our stdout.
+async fn read_announcements(index: usize, stdout: tokio::process::ChildStdout, children: Children) {
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        match line.strip_prefix(ANNOUNCE).map(|a| a.trim().parse()) {
+            Some(Ok(addr)) => children.set(index, Some(addr)),
+            Some(Err(_)) => tracing::warn!(child = index, %line, "unreadable metrics announcement"),
+            None => {
+                use std::io::Write;
+                let _ = writeln!(std::io::stdout().lock(), "{line}");
+            }
         }
     }
 }

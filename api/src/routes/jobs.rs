@@ -4,7 +4,7 @@
 //! finished job. Another tenant's job is "not found", never "forbidden".
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::header::LOCATION;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -13,13 +13,15 @@ use base64_cursor::{decode_cursor, encode_cursor};
 use longhaul_jobs::JobId;
 use longhaul_jobs::archive::JobQuery;
 use longhaul_jobs::job::{JobKind, JobRecord, JobSpec, JobStatus, SubmitRequest};
-use longhaul_jobs::store::{Cancelled, Enqueued, Retried};
+use longhaul_jobs::metrics::{self, JobOutcome};
+use longhaul_jobs::store::{Admission, Admitted, Cancelled, Idempotency, Retried};
 use longhaul_jobs::time::from_millis;
 use serde::Deserialize;
 
-use crate::auth::Caller;
+use crate::auth::{Authorized, Caller, ChangeJobs, ReadJobs, SubmitJobs};
 use crate::body::JsonBody;
-use crate::problem::ApiError;
+use crate::extract::{JobPath, Params};
+use crate::problem::{ApiError, Problem};
 use crate::state::AppState;
 use crate::views::{AcceptedView, JobPage, JobView, Links, job_path};
 
@@ -35,25 +37,68 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/jobs/{id}/retry", post(retry))
 }
 
-async fn submit(
+/// Submit a job.
+///
+/// One Redis script call checks the tenant's submit rate, the Idempotency-Key and the
+/// tenant's cap on queued jobs, and enqueues; no Postgres query. With an `Idempotency-Key`
+/// already used by this tenant (24 h) and the same body, the first job is returned with
+/// `200` and nothing is enqueued; with another body, `422 idempotency_key_reused`.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs",
+    tag = "jobs",
+    request_body(content = SubmitRequest, content_type = "application/json"),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]{1,255}$",
+         description = "Makes retried submits safe: the same key (per tenant, 24 h) returns the same job."),
+    ),
+    responses(
+        (status = 202, description = "Accepted and queued", body = AcceptedView,
+         headers(("Location" = String, description = "The job's URL"),
+                 ("RateLimit-Limit" = u32), ("RateLimit-Remaining" = u64), ("RateLimit-Reset" = u64))),
+        (status = 200, description = "A repeat of an Idempotency-Key: the first job", body = JobView,
+         headers(("Location" = String, description = "The job's URL"))),
+        (status = 400, description = "`invalid_json`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the credential lacks `jobs:write`", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed` or `idempotency_key_reused`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited` or `quota_exceeded`", body = Problem, content_type = "application/problem+json",
+         headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 500, description = "`internal`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable` or `timeout`", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub(crate) async fn submit(
     State(state): State<AppState>,
-    caller: Caller,
+    auth: Authorized<SubmitJobs>,
     headers: HeaderMap,
-    JsonBody(request): JsonBody<SubmitRequest>,
+    body: JsonBody<SubmitRequest>,
 ) -> Result<Response, ApiError> {
+    let caller = &auth.caller;
     let idempotency_key = idempotency_key(&headers)?;
-    let spec = JobSpec::parse(request, &state.limits).map_err(ApiError::Validation)?;
+    let spec = JobSpec::parse(body.value, &state.limits).map_err(ApiError::Validation)?;
     let id = JobId::new();
-    let idempotency = idempotency_key
-        .as_deref()
-        .map(|k| (k, state.idempotency_ttl));
-    match state
+    let admission = Admission {
+        idempotency: idempotency_key.as_deref().map(|key| Idempotency {
+            key,
+            ttl: state.idempotency_ttl,
+            digest: body.digest.as_str(),
+        }),
+        rate: Some(state.submit_rate),
+        max_queued: Some(state.tenant_max_queued),
+    };
+    let (admitted, rate) = state
         .store
-        .enqueue(id, &caller.tenant, &spec, idempotency)
-        .await?
-    {
-        Enqueued::Created { id, created_at } => {
+        .admit(id, &caller.tenant, &spec, &admission)
+        .await?;
+    if let Some(rate) = rate {
+        auth.record_rate(rate);
+    }
+    match admitted {
+        Admitted::Created { id, created_at } => {
             tracing::info!(job_id = %id, tenant = %caller.tenant, kind = %spec.kind, "job accepted");
+            metrics::get().job(spec.kind, JobOutcome::Submitted);
             let body = AcceptedView {
                 id: id.to_string(),
                 kind: spec.kind,
@@ -69,14 +114,23 @@ async fn submit(
             }
             Ok(response)
         }
-        Enqueued::Existing(id) => {
-            let job = find(&state, &caller, id).await?.ok_or(ApiError::NotFound)?;
+        Admitted::Existing(id) => {
+            let job = find(&state, caller, id).await?.ok_or(ApiError::NotFound)?;
             let mut response = (StatusCode::OK, axum::Json(JobView::from(job))).into_response();
             if let Ok(location) = HeaderValue::from_str(&job_path(&id)) {
                 response.headers_mut().insert(LOCATION, location);
             }
             Ok(response)
         }
+        Admitted::KeyReused(_) => Err(ApiError::IdempotencyKeyReused),
+        Admitted::RateLimited => {
+            Err(ApiError::RateLimited(rate.ok_or_else(|| {
+                ApiError::Internal("rate limited without a rate state".into())
+            })?))
+        }
+        Admitted::QueueFull => Err(ApiError::QuotaExceeded {
+            limit: state.tenant_max_queued,
+        }),
     }
 }
 
@@ -110,18 +164,43 @@ async fn find(state: &AppState, caller: &Caller, id: JobId) -> Result<Option<Job
 const MAX_WAIT_SECS: u64 = 60;
 
 #[derive(Debug, Deserialize)]
-struct ReadParams {
+pub(crate) struct ReadParams {
     wait: Option<String>,
 }
 
-/// `GET /v1/jobs/{id}[?wait=N]`: with `wait`, answers as soon as the job is terminal (woken
-/// by the process's one pub/sub subscription, not by polling), else its state after N s.
-async fn read(
+/// Read a job.
+///
+/// With `wait`, answers as soon as the job is terminal (woken by the process's one pub/sub
+/// subscription, not by polling), else its state after `wait` seconds.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(
+        ("id" = String, Path, description = "The job id"),
+        ("wait" = Option<u32>, Query, minimum = 0, maximum = 60,
+         description = "Long-poll: seconds to wait for a terminal status"),
+    ),
+    responses(
+        (status = 200, description = "The job", body = JobView,
+         headers(("RateLimit-Limit" = u32), ("RateLimit-Remaining" = u64), ("RateLimit-Reset" = u64))),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the credential lacks `jobs:read`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found` (also another tenant's job)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed` (a bad `wait`)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`", body = Problem, content_type = "application/problem+json",
+         headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 500, description = "`internal`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable` or `timeout`", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub(crate) async fn read(
     State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    Query(params): Query<ReadParams>,
+    auth: Authorized<ReadJobs>,
+    JobPath(id): JobPath,
+    Params(params): Params<ReadParams>,
 ) -> Result<Response, ApiError> {
+    let caller = &auth.caller;
     let wait = match params.wait {
         None => 0,
         Some(raw) => match raw.parse::<u64>() {
@@ -134,34 +213,53 @@ async fn read(
             }
         },
     };
-    let id: JobId = id.parse().map_err(|_| ApiError::NotFound)?;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
     // Registered before the first read, so an end between read and wait is not missed.
     let waiter = (wait > 0).then(|| state.waiters.register(id));
     loop {
-        let job = find(&state, &caller, id).await?.ok_or(ApiError::NotFound)?;
+        let job = find(&state, caller, id).await?.ok_or(ApiError::NotFound)?;
         let Some(waiter) = waiter.as_ref().filter(|_| !job.status.is_terminal()) else {
             return Ok(axum::Json(JobView::from(job)).into_response());
         };
         tokio::select! {
             _ = waiter.changed() => {}
             _ = tokio::time::sleep_until(deadline) => {
-                let job = find(&state, &caller, id).await?.ok_or(ApiError::NotFound)?;
+                let job = find(&state, caller, id).await?.ok_or(ApiError::NotFound)?;
                 return Ok(axum::Json(JobView::from(job)).into_response());
             }
         }
     }
 }
 
-/// `DELETE /v1/jobs/{id}`: a queued job never runs; a running job's provider call is
-/// aborted. `409` when the job already ended.
-async fn cancel(
+/// Cancel a job.
+///
+/// A queued job never runs; a running job's provider call is aborted. `409` when the job
+/// already ended.
+#[utoipa::path(
+    delete,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job id")),
+    responses(
+        (status = 200, description = "The cancelled job", body = JobView,
+         headers(("RateLimit-Limit" = u32), ("RateLimit-Remaining" = u64), ("RateLimit-Reset" = u64))),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the credential lacks `jobs:write`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`conflict`: the job already ended", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`", body = Problem, content_type = "application/problem+json",
+         headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 500, description = "`internal`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable` or `timeout`", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub(crate) async fn cancel(
     State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
+    auth: Authorized<ChangeJobs>,
+    JobPath(id): JobPath,
 ) -> Result<Response, ApiError> {
-    let id: JobId = id.parse().map_err(|_| ApiError::NotFound)?;
-    let job = find(&state, &caller, id).await?.ok_or(ApiError::NotFound)?;
+    let caller = &auth.caller;
+    let job = find(&state, caller, id).await?.ok_or(ApiError::NotFound)?;
     if job.status.is_terminal() {
         return Err(ApiError::Conflict(format!(
             "the job already ended: {}",
@@ -175,7 +273,8 @@ async fn cancel(
     {
         Cancelled::Cancelled => {
             tracing::info!(job_id = %id, tenant = %caller.tenant, "job cancelled by request");
-            let job = find(&state, &caller, id).await?.ok_or(ApiError::NotFound)?;
+            metrics::get().job(job.spec.kind, JobOutcome::Cancelled);
+            let job = find(&state, caller, id).await?.ok_or(ApiError::NotFound)?;
             Ok(axum::Json(JobView::from(job)).into_response())
         }
         Cancelled::NotFound => Err(ApiError::NotFound),
@@ -185,14 +284,35 @@ async fn cancel(
     }
 }
 
-/// `POST /v1/jobs/{id}/retry`: runs a failed or cancelled job again with a fresh budget of
-/// attempts (the dead-letter path). `409` for a job that is not failed or cancelled.
-async fn retry(
+/// Run a failed or cancelled job again.
+///
+/// The job is queued again with a fresh budget of attempts (the dead-letter path); it is
+/// restored from Postgres when Redis no longer holds it. `409` for a job that is not failed
+/// or cancelled.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/retry",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job id")),
+    responses(
+        (status = 202, description = "Queued again", body = JobView,
+         headers(("RateLimit-Limit" = u32), ("RateLimit-Remaining" = u64), ("RateLimit-Reset" = u64))),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the credential lacks `jobs:write`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`conflict`: the job is not failed or cancelled", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited` or `quota_exceeded`", body = Problem, content_type = "application/problem+json",
+         headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 500, description = "`internal`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable` or `timeout`", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub(crate) async fn retry(
     State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
+    auth: Authorized<ChangeJobs>,
+    JobPath(id): JobPath,
 ) -> Result<Response, ApiError> {
-    let id: JobId = id.parse().map_err(|_| ApiError::NotFound)?;
+    let caller = &auth.caller;
     let archived = match state.store.get(id).await? {
         Some(job) if job.tenant == caller.tenant => None,
         Some(_) => return Err(ApiError::NotFound),
@@ -206,15 +326,23 @@ async fn retry(
     };
     match state
         .store
-        .retry(id, &caller.tenant, archived.as_ref())
+        .retry(
+            id,
+            &caller.tenant,
+            archived.as_ref(),
+            Some(state.tenant_max_queued),
+        )
         .await?
     {
         Retried::Queued => {
             tracing::info!(job_id = %id, tenant = %caller.tenant, "job queued again by request");
-            let job = find(&state, &caller, id).await?.ok_or(ApiError::NotFound)?;
+            let job = find(&state, caller, id).await?.ok_or(ApiError::NotFound)?;
             Ok((StatusCode::ACCEPTED, axum::Json(JobView::from(job))).into_response())
         }
         Retried::NotFound => Err(ApiError::NotFound),
+        Retried::QueueFull => Err(ApiError::QuotaExceeded {
+            limit: state.tenant_max_queued,
+        }),
         Retried::NotRetryable(status) => Err(ApiError::Conflict(format!(
             "only failed or cancelled jobs can be retried; this one is {status}"
         ))),
@@ -222,18 +350,45 @@ async fn retry(
 }
 
 #[derive(Debug, Deserialize)]
-struct ListParams {
+pub(crate) struct ListParams {
     status: Option<String>,
     kind: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
 }
 
-async fn list(
+/// List the tenant's jobs, newest first.
+///
+/// Pass `next_cursor` back as `cursor` for the next page; a page may hold fewer than
+/// `limit` jobs when filters apply: keep following `next_cursor` until it is `null`.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs",
+    tag = "jobs",
+    params(
+        ("status" = Option<JobStatus>, Query, description = "Only jobs in this status"),
+        ("kind" = Option<JobKind>, Query, description = "Only jobs of this kind"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of jobs", body = JobPage,
+         headers(("RateLimit-Limit" = u32), ("RateLimit-Remaining" = u64), ("RateLimit-Reset" = u64))),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the credential lacks `jobs:read`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed` (a bad parameter)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`", body = Problem, content_type = "application/problem+json",
+         headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 500, description = "`internal`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable` or `timeout`", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub(crate) async fn list(
     State(state): State<AppState>,
-    caller: Caller,
-    Query(params): Query<ListParams>,
+    auth: Authorized<ReadJobs>,
+    Params(params): Params<ListParams>,
 ) -> Result<Response, ApiError> {
+    let caller = &auth.caller;
     let status = params
         .status
         .map(|s| s.parse::<JobStatus>())

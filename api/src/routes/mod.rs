@@ -1,7 +1,9 @@
 //! The API's routes, one file per resource.
 
+pub(crate) mod admin;
 pub(crate) mod health;
 pub(crate) mod jobs;
+pub(crate) mod metrics;
 
 use crate::problem::ApiError;
 

@@ -16,7 +16,7 @@ use crate::ids::TenantId;
 
 /// The columns an [`ApiKeyRow`] is read from.
 const KEY_COLUMNS: &str =
-    "id, tenant, prefix, scopes, created_at, expires_at, last_used_at, revoked_at";
+    "id, tenant, prefix, scopes, created_at, expires_at, last_used_at, revoked_at, disabled_at";
 
 /// An API key as Postgres knows it: everything but the secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,12 +37,17 @@ pub struct ApiKeyRow {
     pub last_used_at: Option<DateTime<Utc>>,
     /// When it was revoked.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// When the scheduler found it expired and disabled it.
+    pub disabled_at: Option<DateTime<Utc>>,
 }
 
 impl ApiKeyRow {
-    /// Whether the key may authenticate a request at `now`: not revoked, not expired.
+    /// Whether the key may authenticate a request at `now`: not revoked, not expired (nor
+    /// disabled for having expired).
     pub fn is_usable(&self, now: DateTime<Utc>) -> bool {
-        self.revoked_at.is_none() && self.expires_at.is_none_or(|expires| now < expires)
+        self.revoked_at.is_none()
+            && self.disabled_at.is_none()
+            && self.expires_at.is_none_or(|expires| now < expires)
     }
 
     /// Whether the key grants `scope`.
@@ -177,6 +182,7 @@ fn key_from_row(row: &PgRow) -> Result<ApiKeyRow, ArchiveError> {
         expires_at: row.try_get("expires_at")?,
         last_used_at: row.try_get("last_used_at")?,
         revoked_at: row.try_get("revoked_at")?,
+        disabled_at: row.try_get("disabled_at")?,
     })
 }
 
@@ -302,6 +308,7 @@ mod tests {
             expires_at: None,
             last_used_at: None,
             revoked_at: None,
+            disabled_at: None,
         };
         assert!(row.is_usable(now));
         let expiring = ApiKeyRow {

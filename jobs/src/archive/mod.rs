@@ -6,11 +6,14 @@
 //!
 //! - `jobs`: the jobs history: upsert, get, list with a keyset cursor ([`JobQuery`]).
 //! - `api_keys`: tenants and API keys: create, find by hash, touch, list, revoke ([`ApiKeyRow`]).
+//! - `housekeeping`: the scheduler's side: key expiry and purge, job retention, hourly usage
+//!   rollups ([`UsageRow`]).
 //!
 //! Every query is checked at run time (no `query!` macros), so building needs no database.
 
 mod api_keys;
 mod error;
+mod housekeeping;
 mod jobs;
 
 use std::time::Duration;
@@ -20,6 +23,7 @@ use sqlx::postgres::PgPoolOptions;
 
 pub use api_keys::ApiKeyRow;
 pub use error::ArchiveError;
+pub use housekeeping::{Rollup, UsageRow};
 pub use jobs::JobQuery;
 
 /// Connections per process: the archive sees batched writes and point reads, not a hot path.

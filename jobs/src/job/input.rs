@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// A prompt: not blank, at most [`Prompt::MAX_CHARS`] characters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct Prompt(String);
 
@@ -43,35 +43,40 @@ impl From<Prompt> for String {
 }
 
 /// Input of a `generation` job.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GenerationInput {
     /// What to generate from.
+    #[schema(value_type = String, min_length = 1, max_length = 100_000)]
     pub prompt: Prompt,
     /// An optional system message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 100_000)]
     pub system: Option<String>,
     /// Upper bound on generated tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub max_tokens: Option<u32>,
     /// Sampling temperature, 0 to 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 2)]
     pub temperature: Option<f32>,
 }
 
 /// Input of an `interpretation` job: structured data to be explained in prose.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InterpretationInput {
     /// Any JSON value.
     pub subject: serde_json::Value,
     /// What to focus on, in the client's words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 100_000)]
     pub instructions: Option<String>,
 }
 
 /// The input of a job, by kind.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 // The variants are disjoint: each denies the other's required field (see `deny_unknown_fields`).
 pub enum Input {

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The answer of a generation or interpretation job.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobResult {
     /// The generated text.
     pub text: String,
@@ -14,7 +14,7 @@ pub struct JobResult {
 }
 
 /// Tokens the provider billed for the job.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Usage {
     /// Tokens in the prompt.
     pub prompt_tokens: u64,
@@ -25,7 +25,7 @@ pub struct Usage {
 }
 
 /// Stable, machine-readable reasons a job attempt failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The provider rejected the request (a 4xx other than 408/409/429): retrying cannot help.
@@ -63,7 +63,7 @@ impl ErrorCode {
 }
 
 /// The error of the last failed attempt, as stored on the job.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobError {
     /// Stable code.
     pub code: ErrorCode,

@@ -44,10 +44,31 @@ impl Limits {
     pub const MAX_SUBJECT_BYTES: usize = 256 * 1024;
     /// Model names are identifiers, not documents.
     pub const MAX_MODEL_CHARS: usize = 200;
+    /// Deepest nesting of `input.subject` and `metadata` (a value inside an object inside
+    /// an object is depth 3): deeper data is rarely meaningful, and it is costly to walk.
+    pub const MAX_JSON_DEPTH: usize = 32;
+    /// Most keys in `metadata`: it is a label set, not a document store.
+    pub const MAX_METADATA_KEYS: usize = 64;
+}
+
+/// How deeply `value` nests: 1 for a scalar or an empty container.
+pub fn json_depth(value: &serde_json::Value) -> usize {
+    // Iterative, so a hostile document cannot overflow the stack here.
+    let mut deepest = 0;
+    let mut stack = vec![(value, 1)];
+    while let Some((value, depth)) = stack.pop() {
+        deepest = deepest.max(depth);
+        match value {
+            serde_json::Value::Array(items) => stack.extend(items.iter().map(|v| (v, depth + 1))),
+            serde_json::Value::Object(map) => stack.extend(map.values().map(|v| (v, depth + 1))),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// One problem with a submission, naming the field.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ValidationError {
     /// JSON-pointer-like path of the field (`input.prompt`).
     pub field: String,
@@ -165,6 +186,18 @@ impl JobSpec {
                         "metadata",
                         format!("must be at most {} bytes", Limits::MAX_METADATA_BYTES),
                     ));
+                } else if map.len() > Limits::MAX_METADATA_KEYS {
+                    errors.push(ValidationError::new(
+                        "metadata",
+                        format!("must have at most {} keys", Limits::MAX_METADATA_KEYS),
+                    ));
+                } else if map.values().map(json_depth).max().unwrap_or(0) + 1
+                    > Limits::MAX_JSON_DEPTH
+                {
+                    errors.push(ValidationError::new(
+                        "metadata",
+                        format!("must nest at most {} levels deep", Limits::MAX_JSON_DEPTH),
+                    ));
                 }
                 Some(map)
             }
@@ -278,6 +311,11 @@ fn parse_input(
                     "input.subject",
                     format!("must be at most {} bytes", Limits::MAX_SUBJECT_BYTES),
                 ));
+            } else if json_depth(&subject) > Limits::MAX_JSON_DEPTH {
+                errors.push(ValidationError::new(
+                    "input.subject",
+                    format!("must nest at most {} levels deep", Limits::MAX_JSON_DEPTH),
+                ));
             }
             if raw
                 .instructions
@@ -351,6 +389,30 @@ mod tests {
         let errors = parse(json!({"kind": "interpretation", "input": {"subject": 1, "extra": 2}}))
             .unwrap_err();
         assert_eq!(fields(errors), ["input"]);
+    }
+
+    #[test]
+    fn deep_or_wide_client_json_is_rejected_by_field() {
+        let mut deep = json!(1);
+        for _ in 0..Limits::MAX_JSON_DEPTH {
+            deep = json!([deep]);
+        }
+        assert_eq!(json_depth(&deep), Limits::MAX_JSON_DEPTH + 1);
+        let errors = parse(json!({"kind": "interpretation", "input": {"subject": deep.clone()}}))
+            .unwrap_err();
+        assert_eq!(fields(errors), ["input.subject"]);
+        let errors = parse(json!({"kind": "generation", "input": {"prompt": "x"}, "metadata": {"a": deep[0].clone()}}))
+            .unwrap_err();
+        assert_eq!(fields(errors), ["metadata"]);
+        let shallow = deep[0][0].clone();
+        assert!(parse(json!({"kind": "interpretation", "input": {"subject": shallow}})).is_ok());
+        let wide: serde_json::Map<String, serde_json::Value> = (0..=Limits::MAX_METADATA_KEYS)
+            .map(|i| (format!("k{i}"), json!(i)))
+            .collect();
+        let errors =
+            parse(json!({"kind": "generation", "input": {"prompt": "x"}, "metadata": wide}))
+                .unwrap_err();
+        assert_eq!(fields(errors), ["metadata"]);
     }
 
     #[test]

@@ -99,7 +99,8 @@ impl ProviderClient {
         spec.model.as_deref().unwrap_or(&self.default_model)
     }
 
-    /// Runs one attempt of a job, giving up after `timeout`.
+    /// Runs one attempt of a job, giving up after `timeout`. Counted in the provider and
+    /// token metrics.
     pub async fn complete(
         &self,
         job: JobId,
@@ -107,10 +108,35 @@ impl ProviderClient {
         spec: &JobSpec,
         timeout: Duration,
     ) -> Result<Completion, ProviderError> {
-        match tokio::time::timeout(timeout, self.call(job, attempt, spec)).await {
+        let started = std::time::Instant::now();
+        let result = match tokio::time::timeout(timeout, self.call(job, attempt, spec)).await {
             Ok(result) => result,
             Err(_) => Err(ProviderError::Timeout(timeout)),
+        };
+        let m = crate::metrics::get();
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(ProviderError::RateLimited { .. }) => "rate_limited",
+            Err(ProviderError::Unavailable { .. }) => "unavailable",
+            Err(ProviderError::Rejected { .. }) => "rejected",
+            Err(ProviderError::Unreachable(_)) => "unreachable",
+            Err(ProviderError::BadResponse(_)) => "bad_response",
+            Err(ProviderError::Timeout(_)) => "timeout",
+        };
+        m.provider_requests.with_label_values(&[outcome]).inc();
+        m.provider_duration
+            .with_label_values(&[outcome])
+            .observe(started.elapsed().as_secs_f64());
+        if let Ok(done) = &result {
+            let kind = spec.kind.as_str();
+            m.tokens
+                .with_label_values(&[kind, "prompt"])
+                .inc_by(done.usage.prompt_tokens);
+            m.tokens
+                .with_label_values(&[kind, "completion"])
+                .inc_by(done.usage.completion_tokens);
         }
+        result
     }
 
     async fn call(

@@ -63,6 +63,16 @@ impl Keys {
         format!("{}:idem:{tenant}:{key}", self.tag)
     }
 
+    /// Hash of tenant -> number of its jobs whose status is `queued` (see `enqueue.lua`).
+    pub fn tenant_queued(&self) -> String {
+        format!("{}:tenant_queued", self.tag)
+    }
+
+    /// Rate-limit bucket (GCRA) of one tenant for one class of requests.
+    pub fn rate(&self, class: &str, tenant: &TenantId) -> String {
+        format!("{}:rate:{class}:{tenant}", self.tag)
+    }
+
     /// Stream of finished jobs, drained into Postgres.
     pub fn archive(&self) -> String {
         format!("{}:archive", self.tag)
@@ -87,4 +97,36 @@ impl Keys {
     pub fn scheduler_leader(&self) -> String {
         format!("{}:scheduler:leader", self.tag)
     }
+
+    /// Hash of the scheduler's task runs (last run, duration, outcome, run counts per task).
+    pub fn scheduler_tasks(&self) -> String {
+        format!("{}:scheduler:tasks", self.tag)
+    }
+
+    /// Guard of one tick of one scheduler task (`SET NX`): the tick runs once.
+    pub fn scheduler_tick(&self, task: &str, tick_secs: i64) -> String {
+        format!("{}:scheduler:tick:{task}:{tick_secs}", self.tag)
+    }
+
+    /// `SCAN` pattern of every tenant index ([`Self::tenant_index`]).
+    pub fn tenant_index_pattern(&self) -> String {
+        format!("{}:tenant:*", glob_escape(&self.tag))
+    }
+
+    /// `SCAN` pattern of every result-cache entry (`{P}:cache:*`; the cache is issue 5).
+    pub fn cache_pattern(&self) -> String {
+        format!("{}:cache:*", glob_escape(&self.tag))
+    }
+}
+
+/// Escapes the glob characters of a Redis `MATCH` pattern.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }

@@ -11,6 +11,7 @@
 mod codec;
 mod error;
 mod events;
+mod housekeeping;
 mod keys;
 mod scripts;
 mod wake;
@@ -23,6 +24,7 @@ use redis::{AsyncCommands, Client};
 pub use codec::record_from_fields;
 pub use error::StoreError;
 pub use events::{EventListener, Waiter, Waiters};
+pub use housekeeping::{CacheSweep, IndexTrim, TaskRecord, TaskRun};
 pub use keys::Keys;
 pub use wake::WakeListener;
 
@@ -47,6 +49,80 @@ pub enum Enqueued {
     Existing(JobId),
 }
 
+/// A rate-limit bucket's parameters (GCRA, see `lua/gcra.lua`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Time between two requests at the sustained rate.
+    pub interval_micros: u64,
+    /// Requests allowed at once.
+    pub burst: u32,
+}
+
+impl From<crate::config::RateLimit> for Rate {
+    fn from(limit: crate::config::RateLimit) -> Self {
+        Self {
+            interval_micros: limit.emission_interval_micros(),
+            burst: limit.burst,
+        }
+    }
+}
+
+/// Where a tenant's bucket stands after one request was checked against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateState {
+    /// The burst: requests allowed at once.
+    pub limit: u32,
+    /// Requests still allowed right now.
+    pub remaining: u64,
+    /// Until the bucket is full again.
+    pub reset: Duration,
+    /// `Some` when this request was refused: until the next one is allowed.
+    pub retry_after: Option<Duration>,
+}
+
+/// An `Idempotency-Key` and the body it was sent with.
+#[derive(Debug, Clone, Copy)]
+pub struct Idempotency<'a> {
+    /// The client's key (per tenant).
+    pub key: &'a str,
+    /// How long the key names its job.
+    pub ttl: Duration,
+    /// Digest of the request body: the same key with another body is refused. `""`: not
+    /// compared.
+    pub digest: &'a str,
+}
+
+/// The admission rules [`RedisStore::admit`] checks in the same script call as the enqueue.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Admission<'a> {
+    /// A repeat of this key returns the first job.
+    pub idempotency: Option<Idempotency<'a>>,
+    /// The tenant's submit bucket.
+    pub rate: Option<Rate>,
+    /// Most jobs the tenant may have queued at once.
+    pub max_queued: Option<u64>,
+}
+
+/// What [`RedisStore::admit`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admitted {
+    /// A new job.
+    Created {
+        /// Its id.
+        id: JobId,
+        /// When Redis accepted it.
+        created_at: Millis,
+    },
+    /// The idempotency key already named this job, submitted with the same body.
+    Existing(JobId),
+    /// The idempotency key names this job, submitted with another body; nothing enqueued.
+    KeyReused(JobId),
+    /// Over the tenant's submit rate; nothing enqueued.
+    RateLimited,
+    /// The tenant has `max_queued` jobs queued already; nothing enqueued.
+    QueueFull,
+}
+
 /// One attempt a worker holds: the job, and the token that fences its writes.
 #[derive(Debug, Clone)]
 pub struct ClaimedJob {
@@ -66,6 +142,15 @@ pub struct ClaimedJob {
     pub spec: Result<JobSpec, String>,
     /// When it was accepted.
     pub created_at: Millis,
+}
+
+/// Where [`RedisStore::release`] puts a job back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requeue {
+    /// Next in line: it was running when its process had to stop.
+    Front,
+    /// Behind the queued jobs: the provider is down, and the next probe should be another job.
+    Back,
 }
 
 /// What [`RedisStore::fail`] did with a failed attempt.
@@ -88,6 +173,8 @@ pub enum Retried {
     NotFound,
     /// The job is not failed or cancelled; this is its status.
     NotRetryable(String),
+    /// The tenant has its maximum of jobs queued already; nothing changed.
+    QueueFull,
 }
 
 /// What [`RedisStore::cancel`] did.
@@ -110,6 +197,27 @@ pub struct Maintained {
     pub rescued: u64,
     /// Expired leases that had used their last attempt.
     pub failed: u64,
+}
+
+/// Which steps of `maintain.lua` a pass runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaintainSteps {
+    /// Due retries to ready.
+    PromoteDue,
+    /// Expired leases back to ready (or failed, when their last attempt is spent).
+    RescueLeases,
+    /// Both.
+    Both,
+}
+
+impl MaintainSteps {
+    fn as_str(self) -> &'static str {
+        match self {
+            MaintainSteps::PromoteDue => "promote",
+            MaintainSteps::RescueLeases => "rescue",
+            MaintainSteps::Both => "both",
+        }
+    }
 }
 
 /// One finished job read from the archive stream.
@@ -185,7 +293,7 @@ impl RedisStore {
     }
 
     /// Accepts a job: one script call. With an idempotency key, a second submit returns the
-    /// first job instead.
+    /// first job instead. No rate limit or cap applies (see [`Self::admit`]).
     pub async fn enqueue(
         &self,
         id: JobId,
@@ -193,35 +301,131 @@ impl RedisStore {
         spec: &JobSpec,
         idempotency: Option<(&str, Duration)>,
     ) -> Result<Enqueued, StoreError> {
-        let spec_json = serde_json::to_string(spec).map_err(StoreError::encode)?;
-        let (idem_key, idem_ttl) = match idempotency {
-            Some((key, ttl)) => (self.keys.idempotency(tenant, key), ttl.as_secs().max(1)),
-            None => (self.keys.idempotency(tenant, ""), 0),
+        let admission = Admission {
+            idempotency: idempotency.map(|(key, ttl)| Idempotency {
+                key,
+                ttl,
+                digest: "",
+            }),
+            ..Admission::default()
         };
+        match self.admit(id, tenant, spec, &admission).await?.0 {
+            Admitted::Created { id, created_at } => Ok(Enqueued::Created { id, created_at }),
+            Admitted::Existing(id) | Admitted::KeyReused(id) => Ok(Enqueued::Existing(id)),
+            Admitted::RateLimited | Admitted::QueueFull => {
+                Err(StoreError::corrupt("refused an enqueue without limits"))
+            }
+        }
+    }
+
+    /// Admits and accepts a job in one script call: the tenant's submit rate, the
+    /// idempotency key (and its body), and the tenant's cap on queued jobs are checked
+    /// atomically with the enqueue. Also returns the rate bucket's state when a rate applies.
+    pub async fn admit(
+        &self,
+        id: JobId,
+        tenant: &TenantId,
+        spec: &JobSpec,
+        admission: &Admission<'_>,
+    ) -> Result<(Admitted, Option<RateState>), StoreError> {
+        let spec_json = serde_json::to_string(spec).map_err(StoreError::encode)?;
+        let (idem_key, idem_ttl, digest) = match admission.idempotency {
+            Some(i) => (
+                self.keys.idempotency(tenant, i.key),
+                i.ttl.as_secs().max(1),
+                i.digest,
+            ),
+            None => (self.keys.idempotency(tenant, ""), 0, ""),
+        };
+        let (interval, burst) = admission
+            .rate
+            .map_or((0, 0), |r| (r.interval_micros.max(1), r.burst));
         let mut conn = self.conn.clone();
-        let (created, existing_or_new, created_at): (i64, String, i64) = scripts::get()
+        let (outcome, job, created_at, remaining, reset_ms, retry_ms): (
+            String,
+            String,
+            i64,
+            u64,
+            u64,
+            u64,
+        ) = scripts::get()
             .enqueue
             .key(self.keys.job(id))
             .key(self.keys.ready(spec.kind))
             .key(self.keys.signal(spec.kind))
             .key(self.keys.tenant_index(tenant))
             .key(idem_key)
+            .key(self.keys.rate("submit", tenant))
+            .key(self.keys.tenant_queued())
             .arg(id.to_string())
             .arg(tenant.as_str())
             .arg(spec.kind.as_str())
             .arg(spec_json)
             .arg(spec.max_attempts)
             .arg(idem_ttl)
+            .arg(digest)
+            .arg(interval)
+            .arg(burst)
+            .arg(admission.max_queued.unwrap_or(0))
             .invoke_async(&mut conn)
             .await?;
-        let id: JobId = existing_or_new
-            .parse()
-            .map_err(|_| StoreError::corrupt("idempotency key names no job id"))?;
-        Ok(if created == 1 {
-            Enqueued::Created { id, created_at }
-        } else {
-            Enqueued::Existing(id)
+        let job_id = || -> Result<JobId, StoreError> {
+            job.parse()
+                .map_err(|_| StoreError::corrupt("idempotency key names no job id"))
+        };
+        let admitted = match outcome.as_str() {
+            "created" => Admitted::Created {
+                id: job_id()?,
+                created_at,
+            },
+            "existing" => Admitted::Existing(job_id()?),
+            "key_reused" => Admitted::KeyReused(job_id()?),
+            "rate_limited" => Admitted::RateLimited,
+            "queue_full" => Admitted::QueueFull,
+            _ => return Err(StoreError::corrupt("unknown enqueue outcome")),
+        };
+        let rate = admission.rate.map(|r| RateState {
+            limit: r.burst,
+            remaining,
+            reset: Duration::from_millis(reset_ms),
+            retry_after: (admitted == Admitted::RateLimited)
+                .then(|| Duration::from_millis(retry_ms)),
+        });
+        Ok((admitted, rate))
+    }
+
+    /// Checks one request of `tenant` against its `class` bucket (one script call); a
+    /// refused request has `retry_after` set.
+    pub async fn check_rate(
+        &self,
+        class: &str,
+        tenant: &TenantId,
+        rate: Rate,
+    ) -> Result<RateState, StoreError> {
+        let mut conn = self.conn.clone();
+        let (allowed, remaining, reset_ms, retry_ms): (i64, u64, u64, u64) = scripts::get()
+            .rate
+            .key(self.keys.rate(class, tenant))
+            .arg(rate.interval_micros.max(1))
+            .arg(rate.burst)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(RateState {
+            limit: rate.burst,
+            remaining,
+            reset: Duration::from_millis(reset_ms),
+            retry_after: (allowed == 0).then(|| Duration::from_millis(retry_ms)),
         })
+    }
+
+    /// Jobs of `tenant` whose status is `queued` (waiting to run or to retry), as the
+    /// scripts count them.
+    pub async fn queued_count(&self, tenant: &TenantId) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let n: Option<i64> = conn
+            .hget(self.keys.tenant_queued(), tenant.as_str())
+            .await?;
+        Ok(n.unwrap_or(0).max(0) as u64)
     }
 
     /// Claims the oldest ready job of `kind` for one attempt, or `None` when none is ready.
@@ -236,6 +440,7 @@ impl RedisStore {
             .claim
             .key(self.keys.ready(kind))
             .key(self.keys.inflight(kind))
+            .key(self.keys.tenant_queued())
             .arg(self.keys.job_prefix())
             .arg(lease.as_millis() as u64)
             .arg(worker_id)
@@ -324,6 +529,7 @@ impl RedisStore {
             .key(self.keys.inflight(job.kind))
             .key(self.keys.delayed(job.kind))
             .key(self.keys.archive())
+            .key(self.keys.tenant_queued())
             .arg(job.id.to_string())
             .arg(job.token)
             .arg(serde_json::to_string(error).map_err(StoreError::encode)?)
@@ -341,8 +547,8 @@ impl RedisStore {
         })
     }
 
-    /// Gives an unfinished attempt back (drain): queued at the front, attempt not spent.
-    pub async fn release(&self, job: &ClaimedJob) -> Result<bool, StoreError> {
+    /// Gives an attempt back unspent (drain, or an open circuit breaker).
+    pub async fn release(&self, job: &ClaimedJob, place: Requeue) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
         let released: i64 = scripts::get()
             .release
@@ -350,8 +556,13 @@ impl RedisStore {
             .key(self.keys.inflight(job.kind))
             .key(self.keys.ready(job.kind))
             .key(self.keys.signal(job.kind))
+            .key(self.keys.tenant_queued())
             .arg(job.id.to_string())
             .arg(job.token)
+            .arg(match place {
+                Requeue::Front => "front",
+                Requeue::Back => "back",
+            })
             .invoke_async(&mut conn)
             .await?;
         Ok(released == 1)
@@ -362,6 +573,19 @@ impl RedisStore {
     pub async fn maintain(
         &self,
         kind: JobKind,
+        chunk: u32,
+        max_chunks: u32,
+        result_ttl: Duration,
+    ) -> Result<Maintained, StoreError> {
+        self.maintain_steps(kind, MaintainSteps::Both, chunk, max_chunks, result_ttl)
+            .await
+    }
+
+    /// [`Self::maintain`] restricted to `steps` (the scheduler runs each on its own schedule).
+    pub async fn maintain_steps(
+        &self,
+        kind: JobKind,
+        steps: MaintainSteps,
         chunk: u32,
         max_chunks: u32,
         result_ttl: Duration,
@@ -382,12 +606,14 @@ impl RedisStore {
                     .key(self.keys.delayed(kind))
                     .key(self.keys.signal(kind))
                     .key(self.keys.archive())
+                    .key(self.keys.tenant_queued())
                     .arg(self.keys.job_prefix())
                     .arg(chunk)
                     .arg(result_ttl.as_secs().max(1))
                     .arg(self.keys.done_channel())
                     .arg(ARCHIVE_STREAM_MAX_LEN)
                     .arg(&lost)
+                    .arg(steps.as_str())
                     .invoke_async(&mut conn)
                     .await?;
             total.promoted += promoted;
@@ -403,12 +629,14 @@ impl RedisStore {
     }
 
     /// Queues a failed or cancelled job again with a fresh budget of attempts. `archived` is
-    /// the Postgres copy, used to restore the job when Redis no longer holds it.
+    /// the Postgres copy, used to restore the job when Redis no longer holds it. With
+    /// `max_queued`, a tenant that has that many jobs queued already is refused.
     pub async fn retry(
         &self,
         id: JobId,
         tenant: &TenantId,
         archived: Option<&JobRecord>,
+        max_queued: Option<u64>,
     ) -> Result<Retried, StoreError> {
         let (kind, budget) = match archived {
             Some(r) => (r.spec.kind, r.spec.max_attempts),
@@ -438,15 +666,18 @@ impl RedisStore {
             .key(self.keys.ready(kind))
             .key(self.keys.signal(kind))
             .key(self.keys.tenant_index(tenant))
+            .key(self.keys.tenant_queued())
             .arg(id.to_string())
             .arg(tenant.as_str())
             .arg(budget)
             .arg(&restore[..])
+            .arg(max_queued.unwrap_or(0))
             .invoke_async(&mut conn)
             .await?;
         Ok(match reply.as_str() {
             "queued" => Retried::Queued,
             "not_found" => Retried::NotFound,
+            "queue_full" => Retried::QueueFull,
             other => Retried::NotRetryable(other.to_owned()),
         })
     }
@@ -467,6 +698,7 @@ impl RedisStore {
             .key(self.keys.delayed(kind))
             .key(self.keys.inflight(kind))
             .key(self.keys.archive())
+            .key(self.keys.tenant_queued())
             .arg(id.to_string())
             .arg(tenant.as_str())
             .arg(result_ttl.as_secs().max(1))

@@ -1,5 +1,8 @@
 //! The Lua scripts of the state machine, loaded once. `invoke_async` sends `EVALSHA` and falls
 //! back to `EVAL` when Redis lost its script cache (a restart), so callers need not care.
+//!
+//! `gcra.lua` is not a script: it is prepended to `enqueue.lua` and `rate.lua`, so both use
+//! one implementation of the rate limit.
 
 use std::sync::LazyLock;
 
@@ -16,10 +19,15 @@ pub(crate) struct Scripts {
     pub maintain: Script,
     pub retry: Script,
     pub cancel: Script,
+    pub rate: Script,
+    pub trim_index: Script,
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    enqueue: Script::new(include_str!("lua/enqueue.lua")),
+    enqueue: Script::new(concat!(
+        include_str!("lua/gcra.lua"),
+        include_str!("lua/enqueue.lua")
+    )),
     claim: Script::new(include_str!("lua/claim.lua")),
     heartbeat: Script::new(include_str!("lua/heartbeat.lua")),
     complete: Script::new(include_str!("lua/complete.lua")),
@@ -28,6 +36,11 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     maintain: Script::new(include_str!("lua/maintain.lua")),
     retry: Script::new(include_str!("lua/retry.lua")),
     cancel: Script::new(include_str!("lua/cancel.lua")),
+    rate: Script::new(concat!(
+        include_str!("lua/gcra.lua"),
+        include_str!("lua/rate.lua")
+    )),
+    trim_index: Script::new(include_str!("lua/trim_index.lua")),
 });
 
 /// The scripts.

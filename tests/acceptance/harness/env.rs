@@ -168,6 +168,14 @@ impl TestEnv {
             ("RUST_LOG", "info".to_owned()),
             ("LONGHAUL_RETRY_BASE_MS", "50".to_owned()),
             ("LONGHAUL_WORKER_PROCESSES", "2".to_owned()),
+            // Off unless a test asks: two worker hosts on one machine would share port 9090.
+            ("LONGHAUL_WORKER_METRICS_PORT", "0".to_owned()),
+            // Far above what any test sends, so only the tests of the limits meet them.
+            ("LONGHAUL_RATE_SUBMIT_PER_SEC", "1000000".to_owned()),
+            ("LONGHAUL_RATE_SUBMIT_BURST", "1000000".to_owned()),
+            ("LONGHAUL_RATE_READ_PER_SEC", "1000000".to_owned()),
+            ("LONGHAUL_RATE_READ_BURST", "1000000".to_owned()),
+            ("LONGHAUL_TENANT_MAX_QUEUED", "1000000".to_owned()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
