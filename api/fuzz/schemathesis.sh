@@ -45,8 +45,11 @@ if [[ ! -x "$venv/bin/schemathesis" ]]; then
   fi
 fi
 
-config=$(mktemp "${TMPDIR:-/tmp}/longhaul-schemathesis.XXXXXX.toml")
-trap 'rm -f "$config"' EXIT
+# Schemathesis keeps a cache (`.schemathesis/`) in its working directory: run it in a scratch
+# directory so nothing lands in the repository.
+work=$(mktemp -d "${TMPDIR:-/tmp}/longhaul-schemathesis.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+config="$work/schemathesis.toml"
 cat >"$config" <<'TOML'
 headers = { Authorization = "Bearer ${LONGHAUL_FUZZ_KEY}" }
 
@@ -68,7 +71,7 @@ if [[ -n "${LONGHAUL_FUZZ_SEED:-}" ]]; then
   args+=(--seed "$LONGHAUL_FUZZ_SEED")
 fi
 status=0
-"$venv/bin/schemathesis" "${args[@]}" || status=$?
+(cd "$work" && "$venv/bin/schemathesis" "${args[@]}") || status=$?
 # Schemathesis exits 1 on findings; anything else non-zero is also a failed run.
 if [[ $status -ne 0 ]]; then
   exit 1

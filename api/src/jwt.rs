@@ -277,7 +277,9 @@ MCowBQYDK2VwAyEA44nPPWy2PnL9/JDkMGYrghQxO/0gc4jLeiPTzkw/cRQ=
             }
             .unwrap();
             let token = encode(&Header::new(algorithm), &claims(), &signing).unwrap();
-            let verified = verifier.verify(&token).expect("a token signed with the pair");
+            let verified = verifier
+                .verify(&token)
+                .expect("a token signed with the pair");
             assert_eq!(verified.tenant.as_str(), "acme", "{algorithm:?}");
             // An HS256 token signed with the public key as a secret (alg confusion) fails.
             let confused = encode(

@@ -11,7 +11,9 @@ use futures::stream::{self, StreamExt};
 use longhaul_jobs::job::{
     ErrorCode, JobError, JobKind, JobResult, JobSpec, JobStatus, Limits, Usage,
 };
-use longhaul_jobs::store::{ClaimedJob, Enqueued, FailOutcome, Maintained, RedisStore, Requeue, StoreError};
+use longhaul_jobs::store::{
+    ClaimedJob, Enqueued, FailOutcome, Maintained, RedisStore, Requeue, StoreError,
+};
 use longhaul_jobs::time::Millis;
 use longhaul_jobs::{JobId, TenantId};
 use redis::AsyncCommands;

@@ -94,6 +94,10 @@ async fn schemathesis_finds_no_server_error_and_no_answer_that_contradicts_the_s
             return;
         }
         Some(0) => {
+            // Warnings (e.g. an operation that only ever answered 4xx) are worth reading.
+            if let Some(at) = stdout.find("WARNINGS") {
+                println!("{}", &stdout[at..]);
+            }
             let summary = stdout.lines().rev().take(6).collect::<Vec<_>>();
             println!(
                 "schemathesis passed in {:?}: {summary:?}",

@@ -106,7 +106,11 @@ async fn attempt(job: ClaimedJob, state: &PoolState) {
             if error.is_retryable()
                 && state.breaker.on_provider_failure(job.id) == Verdict::Release =>
         {
-            if let Some(true) = write(state, "release", || state.store.release(&job, Requeue::Back)).await {
+            if let Some(true) = write(state, "release", || {
+                state.store.release(&job, Requeue::Back)
+            })
+            .await
+            {
                 ended(JobOutcome::Released);
                 tracing::warn!(error = %error, "provider failing while the circuit breaker is open; job put back unspent");
             }
@@ -146,7 +150,11 @@ async fn attempt(job: ClaimedJob, state: &PoolState) {
         }
         Ending::Interrupted => {
             state.breaker.on_inconclusive(job.id);
-            if let Some(true) = write(state, "release", || state.store.release(&job, Requeue::Front)).await {
+            if let Some(true) = write(state, "release", || {
+                state.store.release(&job, Requeue::Front)
+            })
+            .await
+            {
                 ended(JobOutcome::Released);
                 tracing::info!("shutdown grace over; job put back in the queue");
             }

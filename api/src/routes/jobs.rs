@@ -55,7 +55,15 @@ pub(crate) fn routes() -> Router<AppState> {
     responses(
         (status = 202, description = "Accepted and queued", body = AcceptedView,
          headers(("Location" = String, description = "The job's URL"),
-                 ("RateLimit-Limit" = u32), ("RateLimit-Remaining" = u64), ("RateLimit-Reset" = u64))),
+                 ("RateLimit-Limit" = u32), ("RateLimit-Remaining" = u64), ("RateLimit-Reset" = u64)),
+         links(
+             ("ReadJob" = (operation_id = "read", parameters(("id" = "$response.body#/id")),
+                           description = "Read (or long-poll) the new job")),
+             ("CancelJob" = (operation_id = "cancel", parameters(("id" = "$response.body#/id")),
+                             description = "Cancel the new job")),
+             ("RetryJob" = (operation_id = "retry", parameters(("id" = "$response.body#/id")),
+                            description = "Run the job again once it failed or was cancelled")),
+         )),
         (status = 200, description = "A repeat of an Idempotency-Key: the first job", body = JobView,
          headers(("Location" = String, description = "The job's URL"))),
         (status = 400, description = "`invalid_json`", body = Problem, content_type = "application/problem+json"),
