@@ -36,6 +36,9 @@ pub enum Command {
     },
     /// The OpenAI-compatible stub provider (latency and fault injection) for tests and demos.
     StubLlm(StubArgs),
+    /// The benchmark suite: runs a scenario (or all) against private Redis and Postgres
+    /// databases and prints each figure beside `redis-benchmark`'s. Use a release build.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// `longhaul keys ...`

@@ -1,5 +1,6 @@
 //! `longhaul`: one binary for every role (see `cli`).
 
+mod bench;
 mod cli;
 mod commands;
 mod shutdown;

@@ -52,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::health::routes())
         .merge(routes::metrics::routes())
         .merge(routes::admin::routes())
+        .merge(routes::cache::routes())
         .merge(openapi::routes())
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)

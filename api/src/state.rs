@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use longhaul_jobs::Config;
 use longhaul_jobs::archive::Archive;
+use longhaul_jobs::cache::ResultCache;
 use longhaul_jobs::job::Limits;
 use longhaul_jobs::store::{EventListener, Rate, RedisStore, Waiters};
 
@@ -23,16 +24,19 @@ pub struct AppState {
     pub(crate) read_rate: Rate,
     /// Jobs a tenant may have queued at once.
     pub(crate) tenant_max_queued: u64,
-    /// The front-door settings (CORS, HSTS, deadline).
-    pub(crate) api: longhaul_jobs::config::ApiConfig,
+    /// The front-door settings (CORS, HSTS, deadline). Behind an `Arc`, as is every
+    /// sizeable field: the state is cloned for each extractor of each request.
+    pub(crate) api: Arc<longhaul_jobs::config::ApiConfig>,
     pub(crate) limits: Limits,
     pub(crate) max_body_bytes: usize,
     pub(crate) idempotency_ttl: Duration,
     pub(crate) result_ttl: Duration,
     /// The scheduler's lease and schedules (for `GET /v1/admin/scheduler`).
-    pub(crate) scheduler: longhaul_jobs::config::SchedulerConfig,
+    pub(crate) scheduler: Arc<longhaul_jobs::config::SchedulerConfig>,
     /// Long-polling requests, woken by the one `done` subscription of this process.
     pub(crate) waiters: Waiters,
+    /// The result cache's rules and this process's L1.
+    pub(crate) cache: ResultCache,
     _events: Arc<EventListener>,
 }
 
@@ -62,15 +66,16 @@ impl AppState {
         );
         Self {
             waiters,
+            cache: ResultCache::from_config(config),
             _events: Arc::new(events),
             result_ttl: config.result_ttl,
-            scheduler: config.scheduler.clone(),
+            scheduler: Arc::new(config.scheduler.clone()),
             auth: Arc::new(Authenticator::new(archive.clone())),
             jwt: jwt.map(Arc::new),
             submit_rate: config.api.submit_rate.into(),
             read_rate: config.api.read_rate.into(),
             tenant_max_queued: config.api.tenant_max_queued,
-            api: config.api.clone(),
+            api: Arc::new(config.api.clone()),
             store,
             archive,
             limits: config.limits,

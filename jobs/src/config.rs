@@ -9,6 +9,15 @@ use std::time::Duration;
 
 use url::Url;
 
+/// Who shares cached answers (`LONGHAUL_CACHE_SCOPE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheScope {
+    /// Identical requests of one tenant share an answer; tenants never see each other's.
+    Tenant,
+    /// Identical requests share an answer whoever sent them.
+    Global,
+}
+
 /// One documented environment variable.
 #[derive(Debug, Clone, Copy)]
 pub struct EnvVar {
@@ -66,6 +75,11 @@ pub const ENV_VARS: &[EnvVar] = &[
         name: "LONGHAUL_AI_HTTP2_PRIOR_KNOWLEDGE",
         default: "false",
         doc: "Speak HTTP/2 without TLS negotiation (h2c) to an `http://` provider such as the stub. Over https, HTTP/2 is negotiated anyway.",
+    },
+    EnvVar {
+        name: "LONGHAUL_AI_CONNECTIONS",
+        default: "one per 100 concurrent jobs",
+        doc: "HTTP clients (over HTTP/2: connections) each worker process spreads its provider calls over, least-loaded first. HTTP/2 servers cap the streams of one connection (often at ~100) and queue the rest, so the default gives each connection at most ~100 of the process's concurrent jobs.",
     },
     EnvVar {
         name: "LONGHAUL_WORKER_PROCESSES",
@@ -146,6 +160,21 @@ pub const ENV_VARS: &[EnvVar] = &[
         name: "LONGHAUL_CACHE_TTL_SECS",
         default: "3600",
         doc: "How long a cached answer may be reused.",
+    },
+    EnvVar {
+        name: "LONGHAUL_WEBHOOK_ALLOW_PRIVATE",
+        default: "false",
+        doc: "`true` lets webhook URLs be `http` and point at loopback, private and link-local addresses (development and tests only: it opens the door to SSRF).",
+    },
+    EnvVar {
+        name: "LONGHAUL_CACHE_SCOPE",
+        default: "tenant",
+        doc: "`tenant`: identical requests share an answer within one tenant only; `global`: across tenants.",
+    },
+    EnvVar {
+        name: "LONGHAUL_CACHE_LOCAL_ENTRIES",
+        default: "10000",
+        doc: "Most answers each API and worker process keeps in its in-process cache (L1, in front of Redis).",
     },
     EnvVar {
         name: "LONGHAUL_MAX_BODY_BYTES",
@@ -349,6 +378,8 @@ pub struct AiConfig {
     pub model: String,
     /// h2c prior knowledge for `http://` providers.
     pub http2_prior_knowledge: bool,
+    /// HTTP clients (HTTP/2 connections) each process spreads its calls over.
+    pub connections: usize,
 }
 
 impl AiConfig {
@@ -380,6 +411,10 @@ pub struct WorkerConfig {
     /// Port of the supervisor's `/metrics` and `/readyz`; `None`: off.
     pub metrics_port: Option<u16>,
 }
+
+/// Concurrent calls the default `LONGHAUL_AI_CONNECTIONS` puts on one HTTP/2 connection: the
+/// common `SETTINGS_MAX_CONCURRENT_STREAMS` of providers (calls beyond it would queue).
+pub const STREAMS_PER_CONNECTION: usize = 100;
 
 /// The maintenance tasks the scheduler runs, each with the variable of its schedule.
 pub const SCHEDULED_TASKS: [(&str, &str); 6] = [
@@ -489,6 +524,8 @@ pub struct ApiConfig {
     pub hsts: bool,
     /// Longest one request may take.
     pub request_timeout: Duration,
+    /// `LONGHAUL_WEBHOOK_ALLOW_PRIVATE`: webhook URLs may be http and private addresses.
+    pub webhook_allow_private: bool,
 }
 
 /// The whole configuration of a longhaul process.
@@ -516,6 +553,10 @@ pub struct Config {
     pub result_ttl: Duration,
     /// How long cached answers live.
     pub cache_ttl: Duration,
+    /// Who shares cached answers.
+    pub cache_scope: CacheScope,
+    /// Entries of each process's in-process cache.
+    pub cache_local_entries: u64,
     /// Largest API request body.
     pub max_body_bytes: usize,
     /// Archive batch size.
@@ -538,6 +579,10 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env { lookup: &lookup };
         let concurrency: usize = env.positive("LONGHAUL_WORKER_CONCURRENCY")?;
+        let generation_concurrency =
+            env.positive_or("LONGHAUL_GENERATION_CONCURRENCY", concurrency)?;
+        let interpretation_concurrency =
+            env.positive_or("LONGHAUL_INTERPRETATION_CONCURRENCY", concurrency)?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let prefix: String = env.required_or_default("LONGHAUL_REDIS_PREFIX")?;
         if prefix.is_empty() || prefix.contains(['{', '}', ' ']) {
@@ -588,13 +633,16 @@ impl Config {
                 model: env.required_or_default("LONGHAUL_AI_MODEL")?,
                 http2_prior_knowledge: env
                     .required_or_default("LONGHAUL_AI_HTTP2_PRIOR_KNOWLEDGE")?,
+                connections: env.positive_or(
+                    "LONGHAUL_AI_CONNECTIONS",
+                    (generation_concurrency + interpretation_concurrency)
+                        .div_ceil(STREAMS_PER_CONNECTION),
+                )?,
             },
             worker: WorkerConfig {
                 processes: env.positive_or("LONGHAUL_WORKER_PROCESSES", cpus)?,
-                generation_concurrency: env
-                    .positive_or("LONGHAUL_GENERATION_CONCURRENCY", concurrency)?,
-                interpretation_concurrency: env
-                    .positive_or("LONGHAUL_INTERPRETATION_CONCURRENCY", concurrency)?,
+                generation_concurrency,
+                interpretation_concurrency,
                 lease: Duration::from_secs(env.positive("LONGHAUL_LEASE_SECS")?),
                 shutdown_grace: Duration::from_secs(
                     env.required_or_default("LONGHAUL_SHUTDOWN_GRACE_SECS")?,
@@ -619,6 +667,21 @@ impl Config {
             },
             result_ttl: Duration::from_secs(env.positive("LONGHAUL_RESULT_TTL_SECS")?),
             cache_ttl: Duration::from_secs(env.positive("LONGHAUL_CACHE_TTL_SECS")?),
+            cache_scope: match env
+                .required_or_default::<String>("LONGHAUL_CACHE_SCOPE")?
+                .as_str()
+            {
+                "tenant" => CacheScope::Tenant,
+                "global" => CacheScope::Global,
+                other => {
+                    return Err(env.error(
+                        "LONGHAUL_CACHE_SCOPE",
+                        other,
+                        "expected `tenant` or `global`",
+                    ));
+                }
+            },
+            cache_local_entries: env.positive("LONGHAUL_CACHE_LOCAL_ENTRIES")?,
             max_body_bytes: env.positive("LONGHAUL_MAX_BODY_BYTES")?,
             archive_batch: env.positive("LONGHAUL_ARCHIVE_BATCH")?,
             log_format,
@@ -736,6 +799,7 @@ fn parse_api(env: &Env<'_>) -> Result<ApiConfig, ConfigError> {
         tenant_max_queued: env.positive("LONGHAUL_TENANT_MAX_QUEUED")?,
         cors_origins,
         hsts: env.required_or_default("LONGHAUL_HSTS")?,
+        webhook_allow_private: env.required_or_default("LONGHAUL_WEBHOOK_ALLOW_PRIVATE")?,
         request_timeout: Duration::from_secs(env.positive("LONGHAUL_REQUEST_TIMEOUT_SECS")?),
     })
 }
@@ -868,6 +932,19 @@ mod tests {
         .unwrap();
         assert_eq!(c.worker.generation_concurrency, 8);
         assert_eq!(c.worker.interpretation_concurrency, 2);
+    }
+
+    #[test]
+    fn provider_connections_default_to_one_per_hundred_concurrent_jobs() {
+        assert_eq!(config(&[]).unwrap().ai.connections, 2);
+        let c = config(&[("LONGHAUL_GENERATION_CONCURRENCY", "5000")]).unwrap();
+        assert_eq!(c.ai.connections, 51);
+        let c = config(&[("LONGHAUL_AI_CONNECTIONS", "3")]).unwrap();
+        assert_eq!(c.ai.connections, 3);
+        assert_eq!(
+            config(&[("LONGHAUL_AI_CONNECTIONS", "0")]).unwrap_err().var,
+            "LONGHAUL_AI_CONNECTIONS"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 pub mod api_key;
 pub mod archive;
+pub mod cache;
 pub mod config;
 pub mod ids;
 pub mod job;
@@ -20,6 +21,7 @@ pub mod retry;
 pub mod store;
 pub mod telemetry;
 pub mod time;
+pub mod webhook;
 
 pub use config::Config;
 pub use ids::{JobId, TenantId};

@@ -115,7 +115,7 @@ async fn the_queued_count_follows_every_transition_into_and_out_of_queued() {
     assert_eq!(t.queued().await, 3);
 
     // an expired lease rescued by maintain: queued again.
-    let job = s
+    let _expired = s
         .claim(KIND, Duration::from_millis(1), "w")
         .await
         .unwrap()

@@ -591,3 +591,41 @@ async fn a_job_hash_without_a_spec_reads_as_corrupt() {
     let read = t.store.get(id).await;
     assert!(matches!(read, Err(StoreError::Corrupt(_))), "got {read:?}");
 }
+
+#[tokio::test]
+async fn a_batch_claim_starts_at_most_the_asked_number_oldest_first_and_drops_stale_wake_ups() {
+    let t = TestStore::new().await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(t.submit(3).await);
+    }
+    let signal = t.store.keys().signal(KIND);
+    let mut conn = t.store.connection();
+
+    let first = t.store.claim_many(KIND, LONG_LEASE, "w", 3).await.unwrap();
+    let claimed: Vec<JobId> = first.jobs.iter().map(|j| j.id).collect();
+    assert_eq!(claimed, ids[..3], "the oldest first, no more than asked");
+    assert_eq!(first.ready_left, 2);
+    assert!(first.jobs.iter().all(|j| j.attempt == 1 && j.token == 1));
+    let tokens: u64 = conn.llen(&signal).await.unwrap();
+    assert!(tokens > 0, "wake-ups stay while jobs are ready");
+
+    let rest = t.store.claim_many(KIND, LONG_LEASE, "w", 32).await.unwrap();
+    assert_eq!(rest.jobs.len(), 2);
+    assert_eq!(rest.ready_left, 0);
+    let tokens: u64 = conn.llen(&signal).await.unwrap();
+    assert_eq!(tokens, 0, "an emptied ready list leaves no stale wake-up");
+    for id in &ids {
+        let job = t.store.get(*id).await.unwrap().unwrap();
+        assert_eq!(job.status, JobStatus::Running);
+        assert_eq!(job.attempts, 1);
+    }
+    assert!(
+        t.store
+            .claim_many(KIND, LONG_LEASE, "w", 32)
+            .await
+            .unwrap()
+            .jobs
+            .is_empty()
+    );
+}

@@ -17,6 +17,9 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     if let Command::StubLlm(args) = command {
         return crate::stub_llm::run(args).await;
     }
+    if let Command::Bench(args) = command {
+        return crate::bench::run(args).await;
+    }
     let config = Config::from_env().context("invalid configuration")?;
     longhaul_jobs::telemetry::init(config.log_format);
     match command {
@@ -27,6 +30,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Up => up::run(config).await,
         Command::Migrate => migrate::run(config).await,
         Command::Keys { command } => keys::run(config, command).await,
-        Command::StubLlm(_) => unreachable!("handled above"),
+        Command::StubLlm(_) | Command::Bench(_) => unreachable!("handled above"),
     }
 }

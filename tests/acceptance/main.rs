@@ -23,7 +23,12 @@ mod openapi;
 mod provider_faults;
 mod provider_outage;
 mod readiness;
+mod result_cache;
 mod retention;
 mod scheduler_failover;
 mod timeouts;
 mod up;
+mod webhooks;
+
+// The benchmark's deterministic figure (issue 8).
+mod round_trips;

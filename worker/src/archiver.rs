@@ -46,7 +46,16 @@ pub(crate) async fn run(
         }
     };
     let mut last_reclaim = tokio::time::Instant::now() - RECLAIM_IDLE;
+    let mut group_ready = false;
     while !shutdown.is_draining() {
+        if !group_ready {
+            if let Err(e) = store.ensure_archive_group(&mut conn).await {
+                tracing::warn!(error = %e, "cannot create the archive consumer group; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            group_ready = true;
+        }
         let entries = if last_reclaim.elapsed() >= RECLAIM_IDLE {
             last_reclaim = tokio::time::Instant::now();
             store.reclaim_archive(&consumer, RECLAIM_IDLE, batch).await
@@ -62,6 +71,8 @@ pub(crate) async fn run(
             }
             Ok(_) => {}
             Err(e) => {
+                // The group may be gone with a restarted Redis: create it again first.
+                group_ready = false;
                 tracing::warn!(error = %e, "reading the archive stream failed; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }

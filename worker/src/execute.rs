@@ -6,18 +6,25 @@
 //! - lease lost: the job was rescued or cancelled elsewhere; the provider call is dropped;
 //! - interrupted: the drain's grace is over; the job goes back to the queue, attempt unspent;
 //! - bad payload: the stored job cannot be read; it fails for good instead of killing the worker.
+//!
+//! Before the provider call, a cacheable job goes through the result cache: answered from
+//! this process's L1 or from Redis, joined to an identical job computing the answer
+//! (single-flight: it waits, and that job's completion completes it), or made the one that
+//! computes it, whose completion then fills the cache.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use apalis::prelude::{BoxDynError, Data};
-use longhaul_jobs::job::{ErrorCode, JobError};
+use longhaul_jobs::cache::CacheKey;
+use longhaul_jobs::job::{ErrorCode, JobError, JobResult, JobSpec, Usage};
 use longhaul_jobs::metrics::{self, JobOutcome};
 use longhaul_jobs::provider::{Completion, ProviderError};
-use longhaul_jobs::store::{ClaimedJob, FailOutcome, Requeue, StoreError};
+use longhaul_jobs::store::{CacheJoin, ClaimedJob, FailOutcome, Requeue, StoreError};
 use tracing::Instrument;
 
 use crate::breaker::Verdict;
+use crate::lease::LeaseGuard;
 use crate::pool::PoolState;
 use crate::retry;
 
@@ -64,6 +71,12 @@ async fn attempt(job: ClaimedJob, state: &PoolState) {
         }
     };
     let lease = state.leases.hold(&job);
+    let cache_key = state.cache.key(spec, &job.tenant);
+    if let Some(key) = &cache_key
+        && single_flight(state, &job, spec, key, &lease).await == Flight::Done
+    {
+        return;
+    }
     tracing::info!("attempt started");
     let _running = metrics::get().attempt_running(job.kind);
     let started = std::time::Instant::now();
@@ -85,14 +98,25 @@ async fn attempt(job: ClaimedJob, state: &PoolState) {
     match ending {
         Ending::Finished(Ok(done)) => {
             state.breaker.on_success();
+            let cache = cache_key.as_ref().map(|key| (key, state.cache.ttl));
             let written = write(state, "complete", || {
-                state
-                    .store
-                    .complete(&job, &done.result, &done.usage, false, state.result_ttl)
+                state.store.complete_caching(
+                    &job,
+                    &done.result,
+                    &done.usage,
+                    false,
+                    state.result_ttl,
+                    cache,
+                )
             })
             .await;
             match written {
                 Some(true) => {
+                    if let Some(key) = &cache_key
+                        && let Ok(answer) = serde_json::to_string(&done.result)
+                    {
+                        state.cache.local.insert(key, answer.into());
+                    }
                     ended(JobOutcome::Succeeded);
                     tracing::info!(tokens = done.usage.total_tokens, "attempt succeeded")
                 }
@@ -161,6 +185,102 @@ async fn attempt(job: ClaimedJob, state: &PoolState) {
         }
     }
     drop(lease);
+}
+
+/// How the cache phase of an attempt ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Flight {
+    /// The job is answered (or no longer this attempt's): nothing more to do.
+    Done,
+    /// This attempt computes the answer: call the provider.
+    Lead,
+}
+
+/// How often a joined attempt asks whether the job it waits for still runs (the lead
+/// passes on when it stops): the wait for a failed leader, not for a completed one, which
+/// wakes the attempt at once.
+const JOIN_RECHECK: Duration = Duration::from_millis(500);
+
+/// The single-flight lock outlives the leader's provider call by this much.
+const LOCK_MARGIN: Duration = Duration::from_secs(60);
+
+/// The cache phase of a cacheable attempt: L1, then one script call that answers it from
+/// Redis, joins it to an identical running job, or gives it the lead.
+#[tracing::instrument(skip_all, fields(cache_key = %key))]
+async fn single_flight(
+    state: &PoolState,
+    job: &ClaimedJob,
+    spec: &JobSpec,
+    key: &CacheKey,
+    lease: &LeaseGuard,
+) -> Flight {
+    let m = metrics::get();
+    if let Some(result) = state
+        .cache
+        .local
+        .get(key)
+        .and_then(|answer| serde_json::from_str::<JobResult>(&answer).ok())
+    {
+        let zero = Usage::default();
+        let written = write(state, "complete", || {
+            state
+                .store
+                .complete(job, &result, &zero, true, state.result_ttl)
+        })
+        .await;
+        if written == Some(true) {
+            m.cache_lookups.with_label_values(&["hit"]).inc();
+            m.job(job.kind, JobOutcome::Succeeded);
+            tracing::info!("answered from the in-process cache");
+        }
+        return Flight::Done;
+    }
+    let lock_ttl = Duration::from_secs(u64::from(spec.timeout_secs)) + LOCK_MARGIN;
+    let mut first = true;
+    loop {
+        let joined = write(state, "cache_join", || {
+            state
+                .store
+                .cache_join(job, key, lock_ttl, state.result_ttl, first)
+        })
+        .await;
+        match joined {
+            None | Some(CacheJoin::Stale) => return Flight::Done,
+            Some(CacheJoin::Hit(answer)) => {
+                state.cache.local.insert(key, answer.into());
+                m.cache_lookups.with_label_values(&["hit"]).inc();
+                m.job(job.kind, JobOutcome::Succeeded);
+                tracing::info!("answered from the cache");
+                return Flight::Done;
+            }
+            Some(CacheJoin::Lead) => {
+                m.cache_lookups.with_label_values(&["miss"]).inc();
+                return Flight::Lead;
+            }
+            Some(CacheJoin::Joined(leader)) => {
+                if first {
+                    m.cache_lookups.with_label_values(&["join"]).inc();
+                    tracing::info!(leader = %leader, "joined an identical job computing the answer");
+                }
+                first = false;
+                tokio::select! {
+                    // Completed by the job it joined (or cancelled).
+                    _ = lease.lost() => return Flight::Done,
+                    _ = tokio::time::sleep(JOIN_RECHECK) => {}
+                    _ = state.shutdown.aborted() => {
+                        if let Some(true) = write(state, "release", || {
+                            state.store.release(job, Requeue::Front)
+                        })
+                        .await
+                        {
+                            m.job(job.kind, JobOutcome::Released);
+                        }
+                        return Flight::Done;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Counts how an attempt ended, and its duration.

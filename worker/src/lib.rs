@@ -13,6 +13,7 @@
 //! - `archiver`: moves finished jobs from the Redis stream into Postgres.
 //! - `exporter`: a worker process's own metrics, for its supervisor.
 //! - [`host_endpoint`]: the supervisor's one `/metrics` and `/readyz` for the whole host.
+//! - [`limits`]: raises the open-file limit at start (thousands of calls in flight).
 
 mod archiver;
 mod backend;
@@ -22,6 +23,7 @@ mod execute;
 mod exporter;
 pub mod host_endpoint;
 mod lease;
+pub mod limits;
 mod maintenance;
 pub mod pool;
 mod retry;

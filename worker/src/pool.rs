@@ -9,6 +9,7 @@ use apalis::prelude::{WorkerBuilder, WorkerBuilderExt};
 use futures::{FutureExt, StreamExt};
 use longhaul_jobs::Config;
 use longhaul_jobs::archive::Archive;
+use longhaul_jobs::cache::ResultCache;
 use longhaul_jobs::job::JobKind;
 use longhaul_jobs::metrics;
 use longhaul_jobs::provider::ProviderClient;
@@ -20,7 +21,7 @@ use crate::backend::ClaimBackend;
 use crate::breaker::Breaker;
 use crate::drain::{Shutdown, ShutdownTrigger};
 use crate::lease::Leases;
-use crate::{archiver, execute, exporter, maintenance};
+use crate::{archiver, exporter, maintenance};
 
 /// Longest pause of an open circuit breaker: a provider back after an outage is used
 /// within a minute.
@@ -36,6 +37,8 @@ pub(crate) struct PoolState {
     pub result_ttl: Duration,
     pub shutdown: Shutdown,
     pub breaker: Arc<Breaker>,
+    /// The result cache's rules and this process's L1.
+    pub cache: ResultCache,
 }
 
 /// Why a worker process could not start.
@@ -60,6 +63,7 @@ pub enum PoolError {
 /// First signal: stop claiming and let in-flight attempts finish for `shutdown_grace`; then,
 /// or on a second signal, give unfinished jobs back to the queue and exit.
 pub async fn run_child(config: Config, worker_id: String) -> Result<(), PoolError> {
+    crate::limits::raise_open_file_limit();
     let (trigger, shutdown) = ShutdownTrigger::new();
     let trigger = Arc::new(trigger);
     spawn_signal_handler(trigger.clone(), config.worker.shutdown_grace)?;
@@ -98,6 +102,7 @@ async fn run_pool_with(
             config.worker.breaker_cooldown,
             MAX_BREAKER_COOLDOWN,
         )),
+        cache: ResultCache::from_config(&config),
     });
     for kind in JobKind::ALL {
         metrics::get().init_slots(kind, concurrency_of(&config, kind));
@@ -116,6 +121,18 @@ async fn run_pool_with(
     let _cancel_listener = EventListener::spawn(
         store.client().clone(),
         store.keys().cancel_channel(),
+        {
+            let leases = state.leases.clone();
+            move |id| leases.mark_lost(&[id])
+        },
+        || {},
+    );
+
+    // A joined job (single-flight) is completed by the job it waits for, in another
+    // process: its waiting attempt here stops as soon as the completion is announced.
+    let _done_listener = EventListener::spawn(
+        store.client().clone(),
+        store.keys().done_channel(),
         {
             let leases = state.leases.clone();
             move |id| leases.mark_lost(&[id])
@@ -161,6 +178,7 @@ async fn run_pool_with(
                 config.worker.lease,
                 worker_id.clone(),
                 state.breaker.clone(),
+                concurrency,
             );
             tokio::spawn(run_kind_pool(
                 format!("{worker_id}-{kind}"),
@@ -201,7 +219,7 @@ fn run_kind_pool(
         .concurrency(concurrency)
         .catch_panic()
         .data(state)
-        .build(execute::run_job);
+        .build(crate::backend::run_in_slot);
     let run = worker
         .run_until(async move {
             stop.draining().await;

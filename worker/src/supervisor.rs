@@ -66,6 +66,8 @@ pub async fn run_supervisor(
     command: &ChildCommand,
     endpoint: Option<HostEndpoint>,
 ) -> Result<(), SupervisorError> {
+    // Children inherit it (and raise it again themselves).
+    crate::limits::raise_open_file_limit();
     let children = endpoint.map(|endpoint| {
         let children = Children::new(processes);
         crate::host_endpoint::spawn(endpoint, children.clone());

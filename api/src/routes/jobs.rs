@@ -12,9 +12,11 @@ use axum::routing::{get, post};
 use base64_cursor::{decode_cursor, encode_cursor};
 use longhaul_jobs::JobId;
 use longhaul_jobs::archive::JobQuery;
-use longhaul_jobs::job::{JobKind, JobRecord, JobSpec, JobStatus, SubmitRequest};
+use longhaul_jobs::job::{
+    JobKind, JobRecord, JobResult, JobSpec, JobStatus, SubmitRequest, Usage, ValidationError,
+};
 use longhaul_jobs::metrics::{self, JobOutcome};
-use longhaul_jobs::store::{Admission, Admitted, Cancelled, Idempotency, Retried};
+use longhaul_jobs::store::{Admission, Admitted, CacheLookup, Cancelled, Idempotency, Retried};
 use longhaul_jobs::time::from_millis;
 use serde::Deserialize;
 
@@ -43,6 +45,11 @@ pub(crate) fn routes() -> Router<AppState> {
 /// tenant's cap on queued jobs, and enqueues; no Postgres query. With an `Idempotency-Key`
 /// already used by this tenant (24 h) and the same body, the first job is returned with
 /// `200` and nothing is enqueued; with another body, `422 idempotency_key_reused`.
+///
+/// The same script call looks up the result cache (this process's L1 first, else Redis):
+/// when the answer of an identical request is cached, the job is created already
+/// `succeeded` (`cached: true`, zero usage, no provider call) and answered `200` with the
+/// whole job, so the client need not poll. `"cache": false` bypasses the cache.
 #[utoipa::path(
     post,
     path = "/v1/jobs",
@@ -64,7 +71,7 @@ pub(crate) fn routes() -> Router<AppState> {
              ("RetryJob" = (operation_id = "retry", parameters(("id" = "$response.body#/id")),
                             description = "Run the job again once it failed or was cancelled")),
          )),
-        (status = 200, description = "A repeat of an Idempotency-Key: the first job", body = JobView,
+        (status = 200, description = "A repeat of an Idempotency-Key (the first job), or a job answered at once from the result cache (`status: succeeded`, `cached: true`)", body = JobView,
          headers(("Location" = String, description = "The job's URL"))),
         (status = 400, description = "`invalid_json`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
@@ -86,6 +93,16 @@ pub(crate) async fn submit(
     let caller = &auth.caller;
     let idempotency_key = idempotency_key(&headers)?;
     let spec = JobSpec::parse(body.value, &state.limits).map_err(ApiError::Validation)?;
+    if let Some(url) = &spec.webhook_url {
+        longhaul_jobs::webhook::check_url(url, state.api.webhook_allow_private)
+            .await
+            .map_err(|refused| {
+                ApiError::Validation(vec![ValidationError {
+                    field: "webhook.url".into(),
+                    message: refused.to_string(),
+                }])
+            })?;
+    }
     let id = JobId::new();
     let admission = Admission {
         idempotency: idempotency_key.as_deref().map(|key| Idempotency {
@@ -96,9 +113,16 @@ pub(crate) async fn submit(
         rate: Some(state.submit_rate),
         max_queued: Some(state.tenant_max_queued),
     };
+    let cache_key = state.cache.key(&spec, &caller.tenant);
+    let local_answer = cache_key.as_ref().and_then(|k| state.cache.local.get(k));
+    let lookup = cache_key.as_ref().map(|key| CacheLookup {
+        key,
+        answer: local_answer.as_deref(),
+        result_ttl: state.result_ttl,
+    });
     let (admitted, rate) = state
         .store
-        .admit(id, &caller.tenant, &spec, &admission)
+        .admit_cached(id, &caller.tenant, &spec, &admission, lookup)
         .await?;
     if let Some(rate) = rate {
         auth.record_rate(rate);
@@ -124,6 +148,44 @@ pub(crate) async fn submit(
         }
         Admitted::Existing(id) => {
             let job = find(&state, caller, id).await?.ok_or(ApiError::NotFound)?;
+            let mut response = (StatusCode::OK, axum::Json(JobView::from(job))).into_response();
+            if let Ok(location) = HeaderValue::from_str(&job_path(&id)) {
+                response.headers_mut().insert(LOCATION, location);
+            }
+            Ok(response)
+        }
+        Admitted::Cached {
+            id,
+            created_at,
+            answer,
+        } => {
+            let result: JobResult = serde_json::from_str(&answer)
+                .map_err(|e| ApiError::Internal(format!("cached answer unreadable: {e}")))?;
+            if let Some(key) = &cache_key
+                && local_answer.is_none()
+            {
+                state.cache.local.insert(key, answer.into());
+            }
+            tracing::info!(job_id = %id, tenant = %caller.tenant, kind = %spec.kind, "job answered from the cache");
+            let m = metrics::get();
+            m.job(spec.kind, JobOutcome::Submitted);
+            m.cache_lookups.with_label_values(&["hit"]).inc();
+            let job = JobRecord {
+                id,
+                tenant: caller.tenant.clone(),
+                max_attempts: spec.max_attempts,
+                spec,
+                status: JobStatus::Succeeded,
+                attempts: 0,
+                result: Some(result),
+                error: None,
+                usage: Some(Usage::default()),
+                cached: true,
+                created_at,
+                started_at: None,
+                finished_at: Some(created_at),
+                next_attempt_at: None,
+            };
             let mut response = (StatusCode::OK, axum::Json(JobView::from(job))).into_response();
             if let Ok(location) = HeaderValue::from_str(&job_path(&id)) {
                 response.headers_mut().insert(LOCATION, location);

@@ -1,6 +1,7 @@
 //! The API's routes, one file per resource.
 
 pub(crate) mod admin;
+pub(crate) mod cache;
 pub(crate) mod health;
 pub(crate) mod jobs;
 pub(crate) mod metrics;

@@ -102,7 +102,8 @@ pub struct Metrics {
     pub tokens: IntCounterVec,
     /// `longhaul_provider_breaker_open`: 1 while this process's circuit breaker is not closed.
     pub breaker_open: IntGauge,
-    /// `longhaul_cache_lookups_total{result}` (the result cache: issue 5; zero until then).
+    /// `longhaul_cache_lookups_total{result}`: `hit` (answered from the cache), `miss` (a
+    /// provider call for a cacheable job), `join` (waited for an identical job's answer).
     pub cache_lookups: IntCounterVec,
     /// `longhaul_webhook_deliveries_total{outcome}` (webhooks: issue 5; zero until then).
     pub webhook_deliveries: IntCounterVec,
@@ -228,7 +229,7 @@ impl Metrics {
             cache_lookups: counter(
                 &r,
                 "longhaul_cache_lookups_total",
-                "Result-cache lookups by result (hit, miss). The cache arrives with issue 5: zero until then.",
+                "Result-cache lookups by result: hit (answered from the cache), miss (a provider call for a cacheable job), join (waited for an identical job's answer).",
                 &["result"],
             ),
             webhook_deliveries: counter(
@@ -239,7 +240,7 @@ impl Metrics {
             ),
             registry: r,
         };
-        for result in ["hit", "miss"] {
+        for result in ["hit", "miss", "join"] {
             m.cache_lookups.with_label_values(&[result]);
         }
         for outcome in ["delivered", "retried", "failed"] {

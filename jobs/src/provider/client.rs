@@ -1,9 +1,17 @@
-//! [`ProviderClient`]: one pooled reqwest client per process, shared by every job.
+//! [`ProviderClient`]: a small pool of reqwest clients per process, shared by every job.
+//!
+//! Over HTTP/2 one reqwest client holds ONE connection per origin and queues requests beyond
+//! the server's `SETTINGS_MAX_CONCURRENT_STREAMS` (often ~100): thousands of concurrent
+//! calls on one client would wait in waves. So the client is sharded
+//! (`LONGHAUL_AI_CONNECTIONS`, by default one shard per ~100 concurrent jobs), and each call
+//! goes to the least-loaded shard. Over HTTP/1.1 the shards simply split the connection pool.
 //!
 //! The attempt timeout wraps the whole call (headers and body); when it fires, the request
 //! future is dropped, which closes the HTTP/1.1 connection or resets the HTTP/2 stream, so
 //! the provider stops working (and billing) for it.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
@@ -28,7 +36,9 @@ pub struct Completion {
 /// Calls the provider.
 #[derive(Clone)]
 pub struct ProviderClient {
-    http: reqwest::Client,
+    shards: Arc<[Shard]>,
+    /// Where the next least-loaded search starts, so ties rotate over the shards.
+    next: Arc<AtomicUsize>,
     endpoint: Url,
     auth: Option<HeaderValue>,
     default_model: String,
@@ -39,8 +49,24 @@ impl std::fmt::Debug for ProviderClient {
         // The key stays out of logs.
         f.debug_struct("ProviderClient")
             .field("endpoint", &self.endpoint.as_str())
+            .field("connections", &self.shards.len())
             .field("default_model", &self.default_model)
             .finish()
+    }
+}
+
+/// One reqwest client (one HTTP/2 connection, or one HTTP/1.1 pool) and its calls in flight.
+struct Shard {
+    http: reqwest::Client,
+    in_flight: AtomicUsize,
+}
+
+/// Counts a call against its shard until dropped (also when the call is cancelled).
+struct ShardGuard<'a>(&'a Shard);
+
+impl Drop for ShardGuard<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -56,19 +82,27 @@ pub enum BuildError {
 }
 
 impl ProviderClient {
-    /// Builds the client for `config`.
+    /// Builds the client for `config`: `config.connections` shards.
     pub fn new(config: &AiConfig) -> Result<Self, BuildError> {
         let base = config.base_url_or_default();
-        let mut builder = reqwest::Client::builder()
-            .pool_max_idle_per_host(usize::MAX)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(10))
-            // Redirects of an API call are a misconfiguration, not something to follow.
-            .redirect(reqwest::redirect::Policy::none());
-        if config.http2_prior_knowledge && base.scheme() == "http" {
-            builder = builder.http2_prior_knowledge();
-        }
+        let shards = (0..config.connections.max(1))
+            .map(|_| {
+                let mut builder = reqwest::Client::builder()
+                    .pool_max_idle_per_host(usize::MAX)
+                    .pool_idle_timeout(Duration::from_secs(90))
+                    .tcp_nodelay(true)
+                    .connect_timeout(Duration::from_secs(10))
+                    // Redirects of an API call are a misconfiguration, not something to follow.
+                    .redirect(reqwest::redirect::Policy::none());
+                if config.http2_prior_knowledge && base.scheme() == "http" {
+                    builder = builder.http2_prior_knowledge();
+                }
+                Ok(Shard {
+                    http: builder.build()?,
+                    in_flight: AtomicUsize::new(0),
+                })
+            })
+            .collect::<Result<Vec<_>, BuildError>>()?;
         let auth = match &config.api_key {
             Some(key) => {
                 let mut value = HeaderValue::from_str(&format!("Bearer {key}"))
@@ -87,11 +121,33 @@ impl ProviderClient {
             .join("chat/completions")
             .map_err(|_| BuildError::BadKey)?;
         Ok(Self {
-            http: builder.build()?,
+            shards: shards.into(),
+            next: Arc::new(AtomicUsize::new(0)),
             endpoint,
             auth,
             default_model: config.model.clone(),
         })
+    }
+
+    /// The shard with the fewest calls in flight, counted as busy until the guard drops.
+    fn pick(&self) -> ShardGuard<'_> {
+        let n = self.shards.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        let mut best = &self.shards[start];
+        let mut best_load = best.in_flight.load(Ordering::Relaxed);
+        for i in 1..n {
+            if best_load == 0 {
+                break;
+            }
+            let shard = &self.shards[(start + i) % n];
+            let load = shard.in_flight.load(Ordering::Relaxed);
+            if load < best_load {
+                best = shard;
+                best_load = load;
+            }
+        }
+        best.in_flight.fetch_add(1, Ordering::Relaxed);
+        ShardGuard(best)
     }
 
     /// The model a job asks for, or the default.
@@ -156,7 +212,9 @@ impl ProviderClient {
             max_tokens,
             temperature,
         };
-        let mut request = self
+        let shard = self.pick();
+        let mut request = shard
+            .0
             .http
             .post(self.endpoint.clone())
             .header("x-longhaul-job-id", job.to_string())

@@ -265,6 +265,55 @@ impl RedisStore {
     }
 }
 
+/// The result cache's size and counters (`GET /v1/cache/stats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Entries in Redis (L2).
+    pub entries: u64,
+    /// Jobs answered from the cache (at submit or before the provider call).
+    pub hits: u64,
+    /// Provider calls made for cacheable jobs.
+    pub misses: u64,
+    /// Jobs that waited for an identical job's answer (single-flight).
+    pub joins: u64,
+}
+
+impl RedisStore {
+    /// Counts the cache's entries (`SCAN`) and reads its counters.
+    pub async fn cache_stats(&self) -> Result<CacheStats, StoreError> {
+        let mut stats = CacheStats::default();
+        let mut scan = self.scan(self.keys.cache_pattern());
+        while let Some(keys) = scan.next_batch().await? {
+            stats.entries += keys.len() as u64;
+        }
+        let mut conn = self.connection();
+        let counters: std::collections::HashMap<String, u64> =
+            conn.hgetall(self.keys.cache_stats()).await?;
+        let get = |name: &str| counters.get(name).copied().unwrap_or(0);
+        stats.hits = get("hits");
+        stats.misses = get("misses");
+        stats.joins = get("joins");
+        Ok(stats)
+    }
+
+    /// Deletes every cache entry (`{P}:cache:*`); returns how many there were.
+    pub async fn clear_cache(&self) -> Result<u64, StoreError> {
+        let mut removed = 0;
+        let mut scan = self.scan(self.keys.cache_pattern());
+        let mut conn = self.connection();
+        while let Some(keys) = scan.next_batch().await? {
+            for chunk in keys.chunks(CHUNK) {
+                let n: u64 = redis::cmd("UNLINK")
+                    .arg(chunk)
+                    .query_async(&mut conn)
+                    .await?;
+                removed += n;
+            }
+        }
+        Ok(removed)
+    }
+}
+
 /// A `SCAN` in progress.
 struct Scan {
     conn: redis::aio::ConnectionManager,

@@ -1,6 +1,7 @@
 //! The Redis key layout. Every key starts with the hash tag `{prefix}`, so a deployment's keys
 //! share one Redis Cluster slot and several deployments (or tests) can share one Redis.
 
+use crate::cache::CacheKey;
 use crate::ids::{JobId, TenantId};
 use crate::job::JobKind;
 
@@ -73,6 +74,23 @@ impl Keys {
         format!("{}:rate:{class}:{tenant}", self.tag)
     }
 
+    /// One result-cache entry (L2): the answer's `result` JSON, with a TTL. Every entry is
+    /// its own key under `{P}:cache:`, and nothing else lives there (see `cache_cleanup`).
+    pub fn cache_entry(&self, key: &CacheKey) -> String {
+        format!("{}:cache:{key}", self.tag)
+    }
+
+    /// Single-flight lock of one answer being computed: a hash with `leader` -> the job id
+    /// computing it, and one field per joined job (id -> attempt token).
+    pub fn cache_inflight(&self, key: &CacheKey) -> String {
+        format!("{}:inflight_cache:{key}", self.tag)
+    }
+
+    /// Hash of the cache's counters (`hits`, `misses`, `joins`), for `GET /v1/cache/stats`.
+    pub fn cache_stats(&self) -> String {
+        format!("{}:cache_stats", self.tag)
+    }
+
     /// Stream of finished jobs, drained into Postgres.
     pub fn archive(&self) -> String {
         format!("{}:archive", self.tag)
@@ -113,7 +131,7 @@ impl Keys {
         format!("{}:tenant:*", glob_escape(&self.tag))
     }
 
-    /// `SCAN` pattern of every result-cache entry (`{P}:cache:*`; the cache is issue 5).
+    /// `SCAN` pattern of every result-cache entry (`{P}:cache:*`).
     pub fn cache_pattern(&self) -> String {
         format!("{}:cache:*", glob_escape(&self.tag))
     }

@@ -24,10 +24,12 @@ use redis::{AsyncCommands, Client};
 pub use codec::record_from_fields;
 pub use error::StoreError;
 pub use events::{EventListener, Waiter, Waiters};
-pub use housekeeping::{CacheSweep, IndexTrim, TaskRecord, TaskRun};
+pub use housekeeping::{CacheStats, CacheSweep, IndexTrim, TaskRecord, TaskRun};
 pub use keys::Keys;
+pub use scripts::script_hashes;
 pub use wake::WakeListener;
 
+use crate::cache::CacheKey;
 use crate::ids::{JobId, TenantId};
 use crate::job::{ErrorCode, JobError, JobKind, JobRecord, JobResult, JobSpec, Usage};
 use crate::time::Millis;
@@ -103,6 +105,17 @@ pub struct Admission<'a> {
     pub max_queued: Option<u64>,
 }
 
+/// The result-cache lookup [`RedisStore::admit_cached`] makes in the same script call.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheLookup<'a> {
+    /// The request's answer key.
+    pub key: &'a CacheKey,
+    /// The answer from the caller's in-process cache, if it has one (Redis is then not read).
+    pub answer: Option<&'a str>,
+    /// How long Redis keeps a job answered at once.
+    pub result_ttl: Duration,
+}
+
 /// What [`RedisStore::admit`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admitted {
@@ -121,6 +134,30 @@ pub enum Admitted {
     RateLimited,
     /// The tenant has `max_queued` jobs queued already; nothing enqueued.
     QueueFull,
+    /// A new job, already succeeded from the result cache (never queued).
+    Cached {
+        /// Its id.
+        id: JobId,
+        /// When Redis accepted (and completed) it.
+        created_at: Millis,
+        /// The cached `result` JSON.
+        answer: String,
+    },
+}
+
+/// What [`RedisStore::cache_join`] decided for a claimed attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheJoin {
+    /// The attempt no longer owns the job (its leader completed it, or it was cancelled or
+    /// rescued): stop.
+    Stale,
+    /// The answer was cached: the job is succeeded; this is the answer's `result` JSON.
+    Hit(String),
+    /// Another job computes the answer and will complete this one; ask again from time to
+    /// time (the lead passes on when that job stops running).
+    Joined(JobId),
+    /// This attempt computes the answer.
+    Lead,
 }
 
 /// One attempt a worker holds: the job, and the token that fences its writes.
@@ -142,6 +179,15 @@ pub struct ClaimedJob {
     pub spec: Result<JobSpec, String>,
     /// When it was accepted.
     pub created_at: Millis,
+}
+
+/// What [`RedisStore::claim_many`] claimed.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// The attempts started, oldest job first.
+    pub jobs: Vec<ClaimedJob>,
+    /// Ids left in the ready list after the claim (0: nothing to claim until a wake-up).
+    pub ready_left: u64,
 }
 
 /// Where [`RedisStore::release`] puts a job back.
@@ -312,7 +358,7 @@ impl RedisStore {
         match self.admit(id, tenant, spec, &admission).await?.0 {
             Admitted::Created { id, created_at } => Ok(Enqueued::Created { id, created_at }),
             Admitted::Existing(id) | Admitted::KeyReused(id) => Ok(Enqueued::Existing(id)),
-            Admitted::RateLimited | Admitted::QueueFull => {
+            Admitted::RateLimited | Admitted::QueueFull | Admitted::Cached { .. } => {
                 Err(StoreError::corrupt("refused an enqueue without limits"))
             }
         }
@@ -328,6 +374,19 @@ impl RedisStore {
         spec: &JobSpec,
         admission: &Admission<'_>,
     ) -> Result<(Admitted, Option<RateState>), StoreError> {
+        self.admit_cached(id, tenant, spec, admission, None).await
+    }
+
+    /// [`Self::admit`], answering the job at once from the result cache when `cache` finds
+    /// its answer (in the caller's L1, or else in Redis, within the same script call).
+    pub async fn admit_cached(
+        &self,
+        id: JobId,
+        tenant: &TenantId,
+        spec: &JobSpec,
+        admission: &Admission<'_>,
+        cache: Option<CacheLookup<'_>>,
+    ) -> Result<(Admitted, Option<RateState>), StoreError> {
         let spec_json = serde_json::to_string(spec).map_err(StoreError::encode)?;
         let (idem_key, idem_ttl, digest) = match admission.idempotency {
             Some(i) => (
@@ -340,14 +399,19 @@ impl RedisStore {
         let (interval, burst) = admission
             .rate
             .map_or((0, 0), |r| (r.interval_micros.max(1), r.burst));
+        let cache_key = match cache {
+            Some(c) => self.keys.cache_entry(c.key),
+            None => format!("{}:cache:-", self.keys.tag()),
+        };
         let mut conn = self.conn.clone();
-        let (outcome, job, created_at, remaining, reset_ms, retry_ms): (
+        let (outcome, job, created_at, remaining, reset_ms, retry_ms, answer): (
             String,
             String,
             i64,
             u64,
             u64,
             u64,
+            String,
         ) = scripts::get()
             .enqueue
             .key(self.keys.job(id))
@@ -357,6 +421,9 @@ impl RedisStore {
             .key(idem_key)
             .key(self.keys.rate("submit", tenant))
             .key(self.keys.tenant_queued())
+            .key(cache_key)
+            .key(self.keys.cache_stats())
+            .key(self.keys.archive())
             .arg(id.to_string())
             .arg(tenant.as_str())
             .arg(spec.kind.as_str())
@@ -367,6 +434,10 @@ impl RedisStore {
             .arg(interval)
             .arg(burst)
             .arg(admission.max_queued.unwrap_or(0))
+            .arg(if cache.is_some() { "1" } else { "0" })
+            .arg(cache.and_then(|c| c.answer).unwrap_or(""))
+            .arg(cache.map_or(1, |c| c.result_ttl.as_secs().max(1)))
+            .arg(ARCHIVE_STREAM_MAX_LEN)
             .invoke_async(&mut conn)
             .await?;
         let job_id = || -> Result<JobId, StoreError> {
@@ -382,6 +453,11 @@ impl RedisStore {
             "key_reused" => Admitted::KeyReused(job_id()?),
             "rate_limited" => Admitted::RateLimited,
             "queue_full" => Admitted::QueueFull,
+            "cached" => Admitted::Cached {
+                id: job_id()?,
+                created_at,
+                answer,
+            },
             _ => return Err(StoreError::corrupt("unknown enqueue outcome")),
         };
         let rate = admission.rate.map(|r| RateState {
@@ -435,30 +511,66 @@ impl RedisStore {
         lease: Duration,
         worker_id: &str,
     ) -> Result<Option<ClaimedJob>, StoreError> {
+        Ok(self
+            .claim_many(kind, lease, worker_id, 1)
+            .await?
+            .jobs
+            .into_iter()
+            .next())
+    }
+
+    /// Claims up to `max` of the oldest ready jobs of `kind` (one attempt each) in one script
+    /// call. Ask only for as many as can start now: a claimed attempt's lease is running.
+    pub async fn claim_many(
+        &self,
+        kind: JobKind,
+        lease: Duration,
+        worker_id: &str,
+        max: usize,
+    ) -> Result<Claimed, StoreError> {
         let mut conn = self.conn.clone();
-        let reply: Option<(String, i64, u32, String, String, i64, u32)> = scripts::get()
+        let reply: Vec<redis::Value> = scripts::get()
             .claim
             .key(self.keys.ready(kind))
             .key(self.keys.inflight(kind))
             .key(self.keys.tenant_queued())
+            .key(self.keys.signal(kind))
             .arg(self.keys.job_prefix())
             .arg(lease.as_millis() as u64)
             .arg(worker_id)
+            .arg(max.max(1))
             .invoke_async(&mut conn)
             .await?;
-        let Some((id, token, attempt, tenant, spec, created_at, max_attempts)) = reply else {
-            return Ok(None);
-        };
-        Ok(Some(ClaimedJob {
-            id: id.parse().map_err(|_| StoreError::corrupt("claimed id"))?,
-            kind,
-            token,
-            attempt,
-            max_attempts,
-            tenant: TenantId::parse(&tenant).map_err(|_| StoreError::corrupt("claimed tenant"))?,
-            spec: serde_json::from_str(&spec).map_err(|e| e.to_string()),
-            created_at,
-        }))
+        let corrupt = |what: &'static str| move |_| StoreError::corrupt(what);
+        let (left, fields) = reply
+            .split_first()
+            .ok_or_else(|| StoreError::corrupt("empty claim reply"))?;
+        let ready_left: u64 = redis::from_redis_value_ref(left).map_err(corrupt("ready left"))?;
+        let mut jobs = Vec::with_capacity(fields.len() / 7);
+        for job in fields.chunks_exact(7) {
+            let (id, token, attempt, tenant, spec, created_at, max_attempts): (
+                String,
+                i64,
+                u32,
+                String,
+                String,
+                i64,
+                u32,
+            ) = redis::from_redis_value_ref(&redis::Value::Array(job.to_vec()))
+                .map_err(corrupt("claimed job"))?;
+            jobs.push(ClaimedJob {
+                id: id.parse().map_err(|_| StoreError::corrupt("claimed id"))?,
+                kind,
+                token,
+                attempt,
+                max_attempts,
+                tenant: TenantId::parse(&tenant)
+                    .map_err(|_| StoreError::corrupt("claimed tenant"))?,
+                spec: serde_json::from_str(&spec).map_err(|e| e.to_string()),
+                created_at,
+            });
+        }
+        Ok(Claimed { jobs, ready_left })
     }
 
     /// Renews the leases of attempts this process runs; returns the jobs it no longer owns.
@@ -493,12 +605,37 @@ impl RedisStore {
         cached: bool,
         result_ttl: Duration,
     ) -> Result<bool, StoreError> {
+        self.complete_caching(job, result, usage, cached, result_ttl, None)
+            .await
+    }
+
+    /// [`Self::complete`], and with `cache` (the answer's key and TTL) also stores the
+    /// answer in the result cache and completes the jobs that joined this one (see
+    /// `lua/cache_join.lua`), in the same script call.
+    pub async fn complete_caching(
+        &self,
+        job: &ClaimedJob,
+        result: &JobResult,
+        usage: &Usage,
+        cached: bool,
+        result_ttl: Duration,
+        cache: Option<(&CacheKey, Duration)>,
+    ) -> Result<bool, StoreError> {
+        let (entry, lock) = match cache {
+            Some((key, _)) => (self.keys.cache_entry(key), self.keys.cache_inflight(key)),
+            None => (
+                format!("{}:cache:-", self.keys.tag()),
+                format!("{}:inflight_cache:-", self.keys.tag()),
+            ),
+        };
         let mut conn = self.conn.clone();
         let written: i64 = scripts::get()
             .complete
             .key(self.keys.job(job.id))
             .key(self.keys.inflight(job.kind))
             .key(self.keys.archive())
+            .key(entry)
+            .key(lock)
             .arg(job.id.to_string())
             .arg(job.token)
             .arg(serde_json::to_string(result).map_err(StoreError::encode)?)
@@ -507,9 +644,54 @@ impl RedisStore {
             .arg(result_ttl.as_secs().max(1))
             .arg(self.keys.done_channel())
             .arg(ARCHIVE_STREAM_MAX_LEN)
+            .arg(cache.map_or(0, |(_, ttl)| ttl.as_secs().max(1)))
+            .arg(self.keys.job_prefix())
             .invoke_async(&mut conn)
             .await?;
         Ok(written == 1)
+    }
+
+    /// Before an attempt calls the provider: answers it from the result cache, joins it to
+    /// an identical job computing the answer, or makes it the one that computes it (one
+    /// script call; see `lua/cache_join.lua`). `lock_ttl` should outlive the provider call;
+    /// `first` is set on the attempt's first call (a join is counted once).
+    pub async fn cache_join(
+        &self,
+        job: &ClaimedJob,
+        key: &CacheKey,
+        lock_ttl: Duration,
+        result_ttl: Duration,
+        first: bool,
+    ) -> Result<CacheJoin, StoreError> {
+        let mut conn = self.conn.clone();
+        let (what, detail): (String, String) = scripts::get()
+            .cache_join
+            .key(self.keys.job(job.id))
+            .key(self.keys.inflight(job.kind))
+            .key(self.keys.archive())
+            .key(self.keys.cache_entry(key))
+            .key(self.keys.cache_inflight(key))
+            .key(self.keys.cache_stats())
+            .arg(job.id.to_string())
+            .arg(job.token)
+            .arg(self.keys.job_prefix())
+            .arg(lock_ttl.as_millis().max(1) as u64)
+            .arg(result_ttl.as_secs().max(1))
+            .arg(self.keys.done_channel())
+            .arg(ARCHIVE_STREAM_MAX_LEN)
+            .arg(if first { "1" } else { "0" })
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(match what.as_str() {
+            "hit" => CacheJoin::Hit(detail),
+            "joined" => CacheJoin::Joined(
+                detail
+                    .parse()
+                    .map_err(|_| StoreError::corrupt("single-flight leader id"))?,
+            ),
+            "lead" => CacheJoin::Lead,
+            _ => CacheJoin::Stale,
+        })
     }
 
     /// Records a failed attempt: a retry after `retry_delay` when `retryable` and attempts
@@ -812,8 +994,29 @@ impl RedisStore {
             .collect())
     }
 
+    /// Creates the archivers' consumer group (and the stream) unless it exists. Once per
+    /// archiver, and again after an error (Redis may have lost it).
+    pub async fn ensure_archive_group(
+        &self,
+        conn: &mut ConnectionManager,
+    ) -> Result<(), StoreError> {
+        let created: Result<(), redis::RedisError> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(self.keys.archive())
+            .arg(self.keys.archive_group())
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(conn)
+            .await;
+        match created {
+            Err(e) if e.code() != Some("BUSYGROUP") => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
     /// Reads up to `count` finished jobs from the archive stream for `consumer`, blocking up
-    /// to `block` for new ones. Entries stay pending until [`Self::ack_archive`].
+    /// to `block` for new ones (the group must exist: [`Self::ensure_archive_group`]).
+    /// Entries stay pending until [`Self::ack_archive`].
     pub async fn read_archive(
         &self,
         conn: &mut ConnectionManager,
@@ -822,19 +1025,6 @@ impl RedisStore {
         block: Duration,
     ) -> Result<Vec<ArchiveEntry>, StoreError> {
         let group = self.keys.archive_group();
-        let created: Result<(), redis::RedisError> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(self.keys.archive())
-            .arg(group)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(conn)
-            .await;
-        if let Err(e) = created
-            && e.code() != Some("BUSYGROUP")
-        {
-            return Err(e.into());
-        }
         // First any entries this consumer read but never acknowledged, then new ones.
         let reply: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
             .arg("GROUP")

@@ -21,6 +21,7 @@ pub(crate) struct Scripts {
     pub cancel: Script,
     pub rate: Script,
     pub trim_index: Script,
+    pub cache_join: Script,
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -41,9 +42,33 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
         include_str!("lua/rate.lua")
     )),
     trim_index: Script::new(include_str!("lua/trim_index.lua")),
+    cache_join: Script::new(include_str!("lua/cache_join.lua")),
 });
 
 /// The scripts.
 pub(crate) fn get() -> &'static Scripts {
     &SCRIPTS
+}
+
+/// `(name, SHA1)` of every script, so a tool can tell which script an `EVALSHA` ran (the
+/// benchmark and the round-trip test attribute the commands they see in `MONITOR`).
+pub fn script_hashes() -> Vec<(&'static str, String)> {
+    let s = get();
+    [
+        ("enqueue", &s.enqueue),
+        ("claim", &s.claim),
+        ("heartbeat", &s.heartbeat),
+        ("complete", &s.complete),
+        ("fail", &s.fail),
+        ("release", &s.release),
+        ("maintain", &s.maintain),
+        ("retry", &s.retry),
+        ("cancel", &s.cancel),
+        ("rate", &s.rate),
+        ("trim_index", &s.trim_index),
+        ("cache_join", &s.cache_join),
+    ]
+    .into_iter()
+    .map(|(name, script)| (name, script.get_hash().to_owned()))
+    .collect()
 }
