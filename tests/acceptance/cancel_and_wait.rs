@@ -8,15 +8,8 @@ use serde_json::{Value, json};
 use crate::harness::TestEnv;
 
 async fn delete(env: &TestEnv, key: &str, id: &str) -> (u16, Value) {
-    let r = env
-        .http
-        .delete(format!("{}/v1/jobs/{id}", env.api()))
-        .bearer_auth(key)
-        .send()
+    env.api_call(reqwest::Method::DELETE, key, &format!("/v1/jobs/{id}"))
         .await
-        .unwrap();
-    let code = r.status().as_u16();
-    (code, r.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test]
@@ -68,55 +61,30 @@ async fn cancelling_a_running_job_closes_its_provider_request_and_discards_its_a
             &json!({"kind": "generation", "input": {"prompt": "slow {{stub latency_ms=8000}}"}}),
         )
         .await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let v: Value = env
-            .http
-            .get(format!("{}/stub/calls/{id}", env.stub_url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if v["in_flight"] == 1 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the job never reached the provider"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    env.wait_until(
+        Duration::from_secs(20),
+        "the job's provider call to be in flight",
+        async || env.stub_get(&format!("/stub/calls/{id}")).await["in_flight"] == 1,
+    )
+    .await;
     let cancelled_at = Instant::now();
     let (code, job) = delete(&env, &env.key, &id).await;
     assert_eq!(code, 200, "{job}");
     assert_eq!(job["status"], "cancelled");
 
+    // Polled every 10 ms (not with `wait_until`) so the printed delay is meaningful.
     let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let v: Value = env
-            .http
-            .get(format!("{}/stub/closed-early", env.stub_url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if v["by_job"][&id] == 1 {
-            println!(
-                "provider request closed {:?} after the cancel",
-                cancelled_at.elapsed()
-            );
-            break;
-        }
+    while env.stub_closed_early_for(&id).await != 1 {
         assert!(
             Instant::now() < deadline,
-            "the provider request was never closed: {v}"
+            "the provider request was never closed"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    println!(
+        "provider request closed {:?} after the cancel",
+        cancelled_at.elapsed()
+    );
     // Long after the provider would have answered, the job is still cancelled with no result.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (_, job) = env.get_job_as(&env.key, &id).await;

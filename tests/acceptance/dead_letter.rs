@@ -1,21 +1,14 @@
 //! Dead letter: failed jobs stay listable and can be run again with a fresh budget.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::harness::TestEnv;
 
 async fn retry(env: &TestEnv, key: &str, id: &str) -> (u16, Value) {
-    let r = env
-        .http
-        .post(format!("{}/v1/jobs/{id}/retry", env.api()))
-        .bearer_auth(key)
-        .send()
+    env.api_call(reqwest::Method::POST, key, &format!("/v1/jobs/{id}/retry"))
         .await
-        .unwrap();
-    let code = r.status().as_u16();
-    (code, r.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test]
@@ -95,19 +88,7 @@ async fn a_failed_job_that_only_postgres_still_holds_can_be_retried() {
         env.wait_terminal(&id, Duration::from_secs(30)).await["status"],
         "failed"
     );
-    let mut redis = env.redis().await;
-    let key = env.redis_key(&format!("job:{id}"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while redis::cmd("EXISTS")
-        .arg(&key)
-        .query_async::<u64>(&mut redis)
-        .await
-        .unwrap()
-        == 1
-    {
-        assert!(Instant::now() < deadline, "redis never expired the job");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    env.wait_redis_forgot(&id).await;
 
     let (code, body) = retry(&env, &env.key, &id).await;
     assert_eq!(code, 202, "{body}");

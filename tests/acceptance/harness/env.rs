@@ -310,17 +310,42 @@ impl TestEnv {
         v["id"].as_str().expect("id").to_owned()
     }
 
-    /// GETs a job with `key`: (status code, body).
-    pub async fn get_job_as(&self, key: &str, id: &str) -> (u16, Value) {
+    /// Calls the API with `key` and no body: (status code, JSON body or null).
+    pub async fn api_call(&self, method: reqwest::Method, key: &str, path: &str) -> (u16, Value) {
         let r = self
             .http
-            .get(format!("{}/v1/jobs/{id}", self.api()))
+            .request(method.clone(), format!("{}{path}", self.api()))
             .bearer_auth(key)
             .send()
             .await
-            .expect("GET job");
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// GETs a job with `key`: (status code, body).
+    pub async fn get_job_as(&self, key: &str, id: &str) -> (u16, Value) {
+        self.api_call(reqwest::Method::GET, key, &format!("/v1/jobs/{id}"))
+            .await
+    }
+
+    /// Waits until Redis has expired the job's hash (only Postgres holds it then).
+    pub async fn wait_redis_forgot(&self, id: &str) {
+        let mut redis = self.redis().await;
+        let key = self.redis_key(&format!("job:{id}"));
+        self.wait_until(
+            Duration::from_secs(30),
+            "redis to expire the job",
+            async || {
+                redis::cmd("EXISTS")
+                    .arg(&key)
+                    .query_async::<u64>(&mut redis)
+                    .await
+                    .unwrap()
+                    == 0
+            },
+        )
+        .await
     }
 
     /// Polls a job (as `acme`) until it is terminal; panics after `limit`.
@@ -440,7 +465,8 @@ impl TestEnv {
         serde_json::from_value(self.stub_calls().await["by_job"].take()).expect("by_job map")
     }
 
-    async fn stub_get(&self, path: &str) -> Value {
+    /// GETs a JSON document of the stub (`/stub/...`).
+    pub async fn stub_get(&self, path: &str) -> Value {
         self.http
             .get(format!("{}{path}", self.stub_url))
             .send()
